@@ -1,0 +1,311 @@
+"""The BERT encoder as pure-functional Flax linen modules.
+
+Every kernel carries logical axis names (``embed``, ``heads``, ``kv``, ``mlp``, ``vocab``) and every
+large activation is constrained by logical names, so that one rules table (``bert_jax.sharding``)
+decides how an experiment is parallelised.
+
+Usage::
+
+    cfg = BertConfig.from_name("base")
+    model = BertModel(cfg)
+    variables = model.init(rng, input_ids, deterministic=True)
+    out = model.apply(variables, input_ids, token_type_ids, attention_mask, deterministic=True)
+    out.sequence_output  # [batch, length, hidden]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# name -> (num_layers, hidden_size); heads = hidden / 64 and intermediate = 4 * hidden, as in the
+# google-research/bert miniatures.
+VARIANTS: dict[str, tuple[int, int]] = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+    "large": (24, 1024),
+}
+
+ACTIVATIONS = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # exact (erf), HF's "gelu"
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),  # the original TF code's
+    "relu": jax.nn.relu,
+}
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Hyperparameters of the encoder and its heads. Hashable, so it can be a static argument."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    dtype: str = "float32"  # compute dtype of activations and matmuls
+    param_dtype: str = "float32"  # storage dtype of the parameters (master weights)
+    # "xla" (portable), "cudnn" (fused flash attention on GPU) or None (let JAX choose). Attention
+    # dropout needs the probabilities, so while it is active the explicit softmax path is used.
+    attention_impl: str | None = "xla"
+
+    def __post_init__(self):
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown hidden_act {self.hidden_act!r}; choose one of {sorted(ACTIVATIONS)}."
+            )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}."
+            )
+        for field in ("dtype", "param_dtype"):
+            if getattr(self, field) not in _DTYPES:
+                raise ValueError(f"Unknown {field} {getattr(self, field)!r}; use one of {list(_DTYPES)}.")
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> BertConfig:
+        """A named size (tiny, mini, small, medium, base, large) with any field overridden.
+
+        >>> BertConfig.from_name("large", hidden_act="gelu_tanh").num_layers
+        24
+        """
+        if name not in VARIANTS:
+            raise ValueError(f"Unknown model {name!r}; choose one of {list(VARIANTS)}.")
+        layers, hidden = VARIANTS[name]
+        sizes = dict(
+            num_layers=layers,
+            hidden_size=hidden,
+            num_heads=hidden // 64,
+            intermediate_size=4 * hidden,
+        )
+        return cls(**{**sizes, **overrides})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BertConfig:
+        """Builds a config from a mapping, rejecting unknown fields by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"Unknown BertConfig fields {sorted(unknown)}; known: {sorted(known)}.")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def compute_dtype(self):
+        return _DTYPES[self.dtype]
+
+    @property
+    def weight_dtype(self):
+        return _DTYPES[self.param_dtype]
+
+
+def _normal(cfg: BertConfig, axes: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.normal(cfg.initializer_range), axes)
+
+
+def _zeros(axes: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def dense(cfg: BertConfig, features, kernel_axes, axis=-1, name=None) -> nn.DenseGeneral:
+    """A DenseGeneral whose kernel and bias carry logical axis names."""
+    n_out = len(features) if isinstance(features, tuple) else 1
+    return nn.DenseGeneral(
+        features,
+        axis=axis,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+        kernel_init=_normal(cfg, kernel_axes),
+        bias_init=_zeros(kernel_axes[-n_out:]),
+        name=name,
+    )
+
+
+def layer_norm(cfg: BertConfig, name=None) -> nn.LayerNorm:
+    return nn.LayerNorm(
+        epsilon=cfg.layer_norm_eps,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",)),
+        bias_init=_zeros(("norm",)),
+        name=name,
+    )
+
+
+def constrain(x: jax.Array, *axes: str | None) -> jax.Array:
+    return nn.with_logical_constraint(x, axes)
+
+
+def attention_mask_from_segments(segment_ids: jax.Array) -> jax.Array:
+    """[batch, 1, q, k] boolean mask from segment ids (0 = padding).
+
+    A query attends to the keys of its own segment; padding keys are never attended to. Padding
+    queries (segment 0) attend to every real key, as Hugging Face's and the original BERT's padding
+    mask do, so their (unused) outputs match those implementations too. The same mask serves plain
+    padded batches (segment ids = attention_mask) and packed ones (one id per sentence pair).
+    """
+    q = segment_ids[:, :, None]
+    k = segment_ids[:, None, :]
+    return (((q == k) | (q == 0)) & (k != 0))[:, None, :, :]
+
+
+class Embeddings(nn.Module):
+    cfg: BertConfig
+
+    def setup(self):
+        cfg = self.cfg
+
+        def embed(num, axes):
+            return nn.Embed(
+                num,
+                cfg.hidden_size,
+                dtype=cfg.compute_dtype,
+                param_dtype=cfg.weight_dtype,
+                embedding_init=_normal(cfg, axes),
+            )
+
+        self.word_embeddings = embed(cfg.vocab_size, ("vocab", "embed"))
+        self.position_embeddings = embed(cfg.max_position_embeddings, (None, "embed"))
+        self.token_type_embeddings = embed(cfg.type_vocab_size, (None, "embed"))
+        self.layer_norm = layer_norm(cfg)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def __call__(self, input_ids, token_type_ids, position_ids, deterministic: bool):
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(position_ids)
+            + self.token_type_embeddings(token_type_ids)
+        )
+        x = self.dropout(self.layer_norm(x), deterministic=deterministic)
+        return constrain(x, "activation_batch", "activation_length", "activation_embed")
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        """Projects hidden states onto the vocabulary through the (tied) word embeddings."""
+        return self.word_embeddings.attend(x)
+
+
+class SelfAttention(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool):
+        cfg = self.cfg
+        heads = (cfg.num_heads, cfg.head_dim)
+
+        def project(name):
+            y = dense(cfg, heads, ("embed", "heads", "kv"), name=name)(x)
+            return constrain(y, "activation_batch", "activation_length", "activation_heads", None)
+
+        q, k, v = project("query"), project("key"), project("value")
+        if deterministic or cfg.attention_dropout == 0.0:
+            y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=cfg.attention_impl)
+        else:
+            # Dropout on the attention probabilities needs them explicitly.
+            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(cfg.head_dim).astype(q.dtype)
+            logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+            probs = jax.nn.softmax(logits.astype(jnp.float32)).astype(q.dtype)
+            probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=False)
+            y = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        y = constrain(y, "activation_batch", "activation_length", "activation_heads", None)
+        return dense(cfg, cfg.hidden_size, ("heads", "kv", "embed"), axis=(-2, -1), name="output")(y)
+
+
+class TransformerLayer(nn.Module):
+    """One post-LayerNorm Transformer layer, as in the original BERT."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool):
+        cfg = self.cfg
+        dropout = nn.Dropout(cfg.hidden_dropout)
+        y = SelfAttention(cfg, name="attention")(x, mask, deterministic)
+        x = layer_norm(cfg, "attention_layer_norm")(x + dropout(y, deterministic=deterministic))
+        x = constrain(x, "activation_batch", "activation_length", "activation_embed")
+        h = dense(cfg, cfg.intermediate_size, ("embed", "mlp"), name="intermediate")(x)
+        h = ACTIVATIONS[cfg.hidden_act](h)
+        h = constrain(h, "activation_batch", "activation_length", "activation_mlp")
+        y = dense(cfg, cfg.hidden_size, ("mlp", "embed"), name="output")(h)
+        x = layer_norm(cfg, "output_layer_norm")(x + dropout(y, deterministic=deterministic))
+        return constrain(x, "activation_batch", "activation_length", "activation_embed")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class EncoderOutput:
+    sequence_output: jax.Array  # [batch, length, hidden]
+    pooled_output: jax.Array  # [batch, hidden]: tanh(dense(hidden state of [CLS]))
+
+
+class BertModel(nn.Module):
+    """Embeddings, ``num_layers`` Transformer layers and the pooler.
+
+    ``attention_mask`` (1 = token, 0 = padding) is the usual padding mask. For packed rows, pass
+    ``segment_ids`` instead (one id per packed sentence pair, 0 = padding) and ``position_ids`` that
+    restart in every pair; attention then stays inside each pair.
+    """
+
+    cfg: BertConfig
+
+    def setup(self):
+        self.embeddings = Embeddings(self.cfg)
+        self.layers = [TransformerLayer(self.cfg, name=f"layer_{i}") for i in range(self.cfg.num_layers)]
+        self.pooler = dense(self.cfg, self.cfg.hidden_size, ("embed", None), name="pooler")
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        segment_ids: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        cls_positions: jax.Array | None = None,
+        deterministic: bool = True,
+    ) -> EncoderOutput:
+        batch, length = input_ids.shape
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        if position_ids is None:
+            position_ids = jnp.broadcast_to(jnp.arange(length), (batch, length))
+        if segment_ids is None:
+            segment_ids = jnp.ones_like(input_ids) if attention_mask is None else attention_mask
+        mask = attention_mask_from_segments(segment_ids)
+
+        x = self.embeddings(input_ids, token_type_ids, position_ids, deterministic)
+        for layer in self.layers:
+            x = layer(x, mask, deterministic)
+
+        # The pooler reads the [CLS] token of each sequence (of each packed pair when packed).
+        if cls_positions is None:
+            cls_states = x[:, 0]
+        else:
+            cls_states = jnp.take_along_axis(x, cls_positions[..., None], axis=1)
+        pooled = jnp.tanh(self.pooler(cls_states))
+        return EncoderOutput(sequence_output=x, pooled_output=pooled)
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        return self.embeddings.attend(x)

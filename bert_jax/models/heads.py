@@ -1,0 +1,117 @@
+"""Task heads on top of the encoder: MLM + NSP for pretraining, classification for fine-tuning.
+
+Usage::
+
+    model = BertForPreTraining(BertConfig.from_name("base"))
+    out = model.apply({"params": params}, input_ids=ids, token_type_ids=types,
+                      attention_mask=mask, masked_positions=positions, deterministic=True)
+    out.mlm_logits  # [batch, num_predictions, vocab] (or [batch, length, vocab] without positions)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bert_jax.models.bert import ACTIVATIONS, BertConfig, BertModel, constrain, dense, layer_norm
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class PreTrainingOutput:
+    sequence_output: jax.Array  # [batch, length, hidden]
+    pooled_output: jax.Array  # [batch, hidden] (or [batch, pairs, hidden] when packed)
+    mlm_logits: jax.Array  # [batch, predictions, vocab] at masked_positions, else [batch, length, vocab]
+    nsp_logits: jax.Array  # [batch, 2] (or [batch, pairs, 2] when packed); 0 = IsNext, 1 = random
+
+
+class MaskedLMHead(nn.Module):
+    """Dense + activation + LayerNorm, then the decoder tied to the word embeddings plus a bias.
+
+    With ``masked_positions`` the hidden states are gathered *before* the vocabulary projection, so
+    the largest matmul of the model runs on ~15% of the tokens only.
+    """
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, sequence_output, decode, masked_positions=None):
+        cfg = self.cfg
+        x = sequence_output
+        if masked_positions is not None:
+            x = jnp.take_along_axis(x, masked_positions[..., None], axis=1)
+        x = dense(cfg, cfg.hidden_size, ("embed", "mlp"), name="dense")(x)
+        x = layer_norm(cfg, "layer_norm")(ACTIVATIONS[cfg.hidden_act](x))
+        logits = decode(x)
+        bias = self.param(
+            "output_bias",
+            nn.with_logical_partitioning(nn.initializers.zeros_init(), ("vocab",)),
+            (cfg.vocab_size,),
+            cfg.weight_dtype,
+        )
+        logits = logits + bias.astype(logits.dtype)
+        return constrain(logits, "activation_batch", "activation_length", "activation_vocab")
+
+
+class BertForPreTraining(nn.Module):
+    """The encoder with the masked-LM and next-sentence-prediction heads."""
+
+    cfg: BertConfig
+
+    def setup(self):
+        self.bert = BertModel(self.cfg)
+        self.mlm_head = MaskedLMHead(self.cfg)
+        self.nsp_head = dense(self.cfg, 2, ("embed", None), name="nsp_head")
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        masked_positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        cls_positions: jax.Array | None = None,
+        deterministic: bool = True,
+    ) -> PreTrainingOutput:
+        enc = self.bert(
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            segment_ids=segment_ids,
+            position_ids=position_ids,
+            cls_positions=cls_positions,
+            deterministic=deterministic,
+        )
+        mlm_logits = self.mlm_head(enc.sequence_output, self.bert.attend, masked_positions)
+        nsp_logits = self.nsp_head(enc.pooled_output)
+        return PreTrainingOutput(enc.sequence_output, enc.pooled_output, mlm_logits, nsp_logits)
+
+
+class BertForSequenceClassification(nn.Module):
+    """The encoder with dropout + a linear layer on the pooled output.
+
+    ``num_labels=1`` makes it a regression head (STS-B); logits are then ``[batch, 1]``.
+    """
+
+    cfg: BertConfig
+    num_labels: int
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        enc = BertModel(self.cfg, name="bert")(
+            input_ids, token_type_ids, attention_mask, deterministic=deterministic
+        )
+        x = nn.Dropout(self.cfg.hidden_dropout)(enc.pooled_output, deterministic=deterministic)
+        return dense(self.cfg, self.num_labels, ("embed", None), name="classifier")(x)
