@@ -1,6 +1,6 @@
 """The BERT encoder as pure-functional Flax linen modules.
 
-Every kernel carries logical axis names (``embed``, ``heads``, ``kv``, ``mlp``, ``vocab``) and every
+Every kernel carries logical axis names (``embed``, ``heads``, ``mlp``, ``vocab``) and every
 large activation is constrained by logical names, so that one rules table (``bert_jax.sharding``)
 decides how an experiment is parallelised.
 
@@ -130,16 +130,14 @@ def _zeros(axes: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
 
 
-def dense(cfg: BertConfig, features, kernel_axes, axis=-1, name=None) -> nn.DenseGeneral:
-    """A DenseGeneral whose kernel and bias carry logical axis names."""
-    n_out = len(features) if isinstance(features, tuple) else 1
-    return nn.DenseGeneral(
+def dense(cfg: BertConfig, features: int, kernel_axes, name=None) -> nn.Dense:
+    """A Dense layer whose [in, out] kernel and [out] bias carry logical axis names."""
+    return nn.Dense(
         features,
-        axis=axis,
         dtype=cfg.compute_dtype,
         param_dtype=cfg.weight_dtype,
         kernel_init=_normal(cfg, kernel_axes),
-        bias_init=_zeros(kernel_axes[-n_out:]),
+        bias_init=_zeros(kernel_axes[-1:]),
         name=name,
     )
 
@@ -208,15 +206,19 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
+    """Multi-head self-attention. Kernels are [hidden, heads * head_dim] as in the released
+    checkpoints; the joined "heads" axis is what tensor parallelism splits."""
+
     cfg: BertConfig
 
     @nn.compact
     def __call__(self, x, mask, deterministic: bool):
         cfg = self.cfg
-        heads = (cfg.num_heads, cfg.head_dim)
+        batch, length, _ = x.shape
 
         def project(name):
-            y = dense(cfg, heads, ("embed", "heads", "kv"), name=name)(x)
+            y = dense(cfg, cfg.hidden_size, ("embed", "heads"), name=name)(x)
+            y = y.reshape(batch, length, cfg.num_heads, cfg.head_dim)
             return constrain(y, "activation_batch", "activation_length", "activation_heads", None)
 
         q, k, v = project("query"), project("key"), project("value")
@@ -230,7 +232,8 @@ class SelfAttention(nn.Module):
             probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=False)
             y = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         y = constrain(y, "activation_batch", "activation_length", "activation_heads", None)
-        return dense(cfg, cfg.hidden_size, ("heads", "kv", "embed"), axis=(-2, -1), name="output")(y)
+        y = y.reshape(batch, length, cfg.hidden_size)
+        return dense(cfg, cfg.hidden_size, ("heads", "embed"), name="output")(y)
 
 
 class TransformerLayer(nn.Module):

@@ -1,0 +1,87 @@
+"""Building blocks shared by the experiment configs in ``configs/``.
+
+A config file is a small program: ``get_config("model=base,task=mnli")`` parses its argument with
+:func:`parse_arg`, starts from :func:`base_config` (the fields every experiment has) and sets what
+is particular to it. Configs are locked and typed, so a mistyped override fails at once and
+ml_collections names the closest key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections as mlc
+
+from bert_jax.models.bert import VARIANTS, BertConfig
+from bert_jax.sharding import DEFAULT_RULES
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> mlc.ConfigDict:
+    """Parses ``"key=value,key=value"`` against ``defaults``; values take the default's type.
+
+    >>> parse_arg("model=tiny,steps=5", model="base", steps=100).steps
+    5
+    """
+    values = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"Config argument {item!r} is not of the form key=value.")
+        if key not in defaults:
+            raise ValueError(
+                f"Unknown config argument {key!r}; this config takes {sorted(defaults)}."
+            )
+        kind = type(defaults[key])
+        values[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return mlc.ConfigDict(values)
+
+
+def model_config(name: str, **overrides: Any) -> mlc.ConfigDict:
+    """Every BertConfig field of a named variant, so any of them can be overridden by flag."""
+    if name not in VARIANTS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {list(VARIANTS)}.")
+    fields = BertConfig.from_name(name, **overrides).to_dict()
+    # attention_impl may be None: declare its type so that overrides are still checked.
+    fields["attention_impl"] = mlc.FieldReference(fields["attention_impl"], field_type=str)
+    return mlc.ConfigDict(fields)
+
+
+def to_bert_config(model: Mapping[str, Any]) -> BertConfig:
+    """The frozen model hyperparameters from a config's ``model`` field."""
+    return BertConfig.from_dict(dict(model))
+
+
+def base_config() -> mlc.ConfigDict:
+    """Fields every experiment reads: seed, steps, optimizer, mesh, logging, checkpointing."""
+    c = mlc.ConfigDict()
+    c.experiment = ""  # "pretrain" or "glue": selects the train_and_evaluate function
+    c.seed = 0
+    c.model_name = "base"
+    c.model = model_config("base")
+    c.total_steps = 1000
+    c.batch_size = 256  # global, over all processes and devices
+    c.grad_accum_steps = 1  # micro-batches of batch_size / grad_accum_steps inside one step
+
+    c.optimizer = "bert_adam"  # bert_adam | adamw | lamb
+    c.learning_rate = 1e-4
+    c.schedule = "bert"  # bert (warmup replaces the start of a linear decay) | polynomial | constant
+    c.warmup_steps = 0
+    c.end_learning_rate = 0.0
+    c.schedule_power = 1.0
+    c.weight_decay = 0.01
+    c.b1 = 0.9
+    c.b2 = 0.999
+    c.eps = 1e-6
+    c.clip_norm = 1.0  # global-norm clipping; 0 disables it
+
+    c.mesh_shape = (-1, 1, 1)  # (data, fsdp, tensor); one -1 takes the remaining devices
+    c.sharding_rules = DEFAULT_RULES
+
+    c.log_every_steps = 100
+    c.eval_every_steps = 1000
+    c.checkpoint_every_steps = 1000
+    c.max_checkpoints_to_keep = 3
+    c.init_checkpoint = mlc.FieldReference(None, field_type=str)
+    return c
+

@@ -1,0 +1,60 @@
+r"""The entry point: flags, distributed start-up, dispatch by the config's experiment.
+
+  python -m bert_jax.main --config=configs/pretrain.py:model=tiny --workdir=/tmp/bert_tiny
+
+On several hosts run the same command on every host. TPU pod slices and SLURM jobs are detected
+automatically; elsewhere pass --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and logs go.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def _cluster_detected() -> bool:
+    """True on the multi-process clusters where jax.distributed finds its peers by itself."""
+    tpu_hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    return "," in tpu_hosts or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def start_distributed() -> None:
+    if _COORDINATOR.value or _NUM_PROCESSES.value:
+        jax.distributed.initialize(
+            coordinator_address=_COORDINATOR.value,
+            num_processes=_NUM_PROCESSES.value,
+            process_id=_PROCESS_ID.value,
+        )
+    elif _cluster_detected():
+        jax.distributed.initialize()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    start_distributed()
+    config = _CONFIG.value
+    logging.info("Process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
+    if config.experiment == "pretrain":
+        from bert_jax.pretrain import train_and_evaluate
+    elif config.experiment == "glue":
+        from bert_jax.finetune import train_and_evaluate
+    else:
+        sys.exit(f"Unknown config.experiment {config.experiment!r}: expected 'pretrain' or 'glue'.")
+    train_and_evaluate(config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)

@@ -1,0 +1,81 @@
+r"""BERT pretraining (masked LM + next-sentence prediction).
+
+The paper's recipe (Devlin et al., 2018) on BERT-base, from text prepared by ``bert_jax.prepare``:
+
+  python -m bert_jax.main --config=configs/pretrain.py:model=base --workdir=/tmp/bert_base \
+    --config.data.data_dir=/data/wiki_books
+
+The embedded default needs no download: ``model=tiny`` generates a synthetic corpus, prepares it,
+trains its vocabulary and pretrains in a few minutes on a CPU:
+
+  python -m bert_jax.main --config=configs/pretrain.py:model=tiny --workdir=/tmp/bert_tiny
+
+Arguments (``configs/pretrain.py:key=value,...``): ``model`` one of tiny, mini, small, medium, base,
+large. Every field below can be overridden with ``--config.FIELD=VALUE``.
+"""
+
+import ml_collections as mlc
+
+from bert_jax.config_lib import base_config, model_config, parse_arg
+
+
+def get_config(arg: str | None = None) -> mlc.ConfigDict:
+    arg = parse_arg(arg, model="base")
+    c = base_config()
+    c.experiment = "pretrain"
+    c.model_name = arg.model
+    c.model = model_config(arg.model)
+
+    # The paper: batch 256, 1M steps, Adam (no bias correction in the released code) lr 1e-4,
+    # 10k warmup steps then linear decay, weight decay 0.01, clip 1.0, dropout 0.1.
+    c.total_steps = 1_000_000
+    c.batch_size = 256
+    c.optimizer = "bert_adam"
+    c.learning_rate = 1e-4
+    c.warmup_steps = 10_000
+    c.schedule = "bert"
+    c.weight_decay = 0.01
+    c.eps = 1e-6
+
+    c.nsp = True  # False trains MLM alone (the paper's "No NSP" ablation)
+
+    c.data = d = mlc.ConfigDict()
+    d.data_dir = mlc.FieldReference(None, field_type=str)  # written by `python -m bert_jax.prepare`
+    d.synthetic_documents = 0  # >0: generate and prepare the embedded corpus in WORKDIR/data
+    d.vocab_size = 0  # SentencePiece vocabulary trained for the embedded corpus
+    d.seq_len = 128
+    d.max_predictions = 20
+    # The paper's two phases: the last `phase2_fraction` of steps at a longer length.
+    d.phase2_fraction = 0.1
+    d.phase2_seq_len = 512
+    d.phase2_max_predictions = 80
+    d.masked_lm_prob = 0.15
+    d.mask_token_ratio = 0.8  # the rest of the selected tokens: random_token_ratio random,
+    d.random_token_ratio = 0.1  # and what remains kept unchanged
+    d.whole_word = False
+    d.dynamic_masking = True  # a fresh mask every epoch (static: one mask per example)
+    d.eval_batches = 20
+
+    c.log_every_steps = 100
+    c.eval_every_steps = 10_000
+    c.checkpoint_every_steps = 10_000
+
+    if arg.model == "tiny":
+        # The embedded default: small enough to pretrain on 2 CPU cores in a few minutes.
+        c.model = model_config("tiny", vocab_size=1024, max_position_embeddings=128)
+        c.total_steps = 1200
+        c.batch_size = 64
+        c.learning_rate = 2e-3
+        c.warmup_steps = 100
+        d.synthetic_documents = 4000
+        d.vocab_size = 1024
+        d.seq_len = 64
+        d.max_predictions = 10
+        d.phase2_fraction = 0.0
+        d.eval_batches = 8
+        c.log_every_steps = 50
+        c.eval_every_steps = 400
+        c.checkpoint_every_steps = 400
+
+    c.lock()
+    return c

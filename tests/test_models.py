@@ -1,0 +1,122 @@
+"""The encoder and heads: shapes, options, and sharded execution equal to single-device."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bert_jax.models.bert import BertConfig, BertModel, attention_mask_from_segments
+from bert_jax.models.heads import BertForPreTraining, BertForSequenceClassification
+from bert_jax.sharding import DEFAULT_RULES, make_mesh, resolve_mesh_shape, use_mesh
+from bert_jax.train import create_train_state
+
+CFG = BertConfig.from_name(
+    "tiny", vocab_size=96, num_heads=4, max_position_embeddings=32, hidden_dropout=0.0,
+    attention_dropout=0.0,
+)
+
+
+def _inputs(batch=8, length=16, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, CFG.vocab_size, (batch, length)).astype(np.int32)
+    types = (np.arange(length) >= length // 2).astype(np.int32)[None].repeat(batch, 0)
+    lengths = rng.integers(length // 2, length + 1, batch)
+    mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int32)
+    positions = np.sort(rng.choice(length // 2, (batch, 3), replace=True), axis=1).astype(np.int32)
+    return dict(input_ids=ids, token_type_ids=types, attention_mask=mask, masked_positions=positions)
+
+
+def test_variants_and_overrides():
+    assert BertConfig.from_name("large").num_heads == 16
+    assert BertConfig.from_name("mini", hidden_act="gelu_tanh").hidden_act == "gelu_tanh"
+    with pytest.raises(ValueError, match="Unknown model 'huge'.*tiny"):
+        BertConfig.from_name("huge")
+    with pytest.raises(ValueError, match="hidden_act"):
+        BertConfig.from_name("tiny", hidden_act="swishy")
+    with pytest.raises(ValueError, match="not divisible"):
+        BertConfig.from_name("tiny", num_heads=3)
+
+
+def test_segment_mask_matches_padding_and_packing_semantics():
+    seg = jnp.array([[1, 1, 2, 2, 0]])
+    m = np.asarray(attention_mask_from_segments(seg))[0, 0]
+    assert m[0].tolist() == [True, True, False, False, False]  # stays in its pair
+    assert m[2].tolist() == [False, False, True, True, False]
+    assert m[4].tolist() == [True, True, True, True, False]  # padding query: every real key
+
+
+def test_masked_positions_gather_equals_full_head():
+    model = BertForPreTraining(CFG)
+    x = _inputs()
+    params = model.init(jax.random.key(0), x["input_ids"])["params"]
+    full = model.apply({"params": params}, **{k: v for k, v in x.items() if k != "masked_positions"})
+    sparse = model.apply({"params": params}, **x)
+    expected = np.take_along_axis(np.asarray(full.mlm_logits), x["masked_positions"][..., None], 1)
+    np.testing.assert_allclose(sparse.mlm_logits, expected, atol=1e-5)
+    assert full.nsp_logits.shape == (8, 2)
+
+
+def test_classifier_and_bf16_compute_keep_fp32_params():
+    cfg = BertConfig.from_name("tiny", vocab_size=96, dtype="bfloat16")
+    model = BertForSequenceClassification(cfg, num_labels=3)
+    x = _inputs()
+    params = model.init(jax.random.key(0), x["input_ids"])["params"]
+    assert {p.dtype for p in jax.tree.leaves(nn.unbox(params))} == {jnp.dtype("float32")}
+    logits = model.apply({"params": params}, x["input_ids"], x["token_type_ids"], x["attention_mask"])
+    assert logits.shape == (8, 3) and logits.dtype == jnp.bfloat16
+
+
+def test_attention_dropout_path_equals_fused_path_when_inactive():
+    """The explicit-softmax path (used for attention dropout) computes the same function."""
+    cfg_drop = BertConfig.from_name("tiny", vocab_size=96, attention_dropout=0.1, hidden_dropout=0.0)
+    model = BertModel(cfg_drop)
+    x = _inputs()
+    params = model.init(jax.random.key(0), x["input_ids"])["params"]
+    fused = model.apply({"params": params}, x["input_ids"], attention_mask=x["attention_mask"])
+    explicit = BertModel(
+        BertConfig.from_name("tiny", vocab_size=96, attention_dropout=1e-30, hidden_dropout=0.0)
+    ).apply(
+        {"params": params},
+        x["input_ids"],
+        attention_mask=x["attention_mask"],
+        deterministic=False,
+        rngs={"dropout": jax.random.key(1)},
+    )
+    np.testing.assert_allclose(fused.sequence_output, explicit.sequence_output, atol=1e-5)
+
+
+def test_mesh_shape_resolution():
+    assert resolve_mesh_shape((-1, 1, 1), 8) == (8, 1, 1)
+    assert resolve_mesh_shape((2, -1, 2), 8) == (2, 2, 2)
+    with pytest.raises(ValueError, match="at most one -1"):
+        resolve_mesh_shape((-1, -1, 1), 8)
+    with pytest.raises(ValueError, match="8 are available"):
+        resolve_mesh_shape((2, 2, 1), 8)
+
+
+def test_sharded_outputs_equal_single_device():
+    """State created sharded on a (2,2,2) mesh gives the single-device outputs."""
+    model = BertForPreTraining(CFG)
+    x = {k: jnp.asarray(v) for k, v in _inputs().items()}
+
+    def init_params(rng):
+        return model.init(rng, x["input_ids"])["params"]
+
+    def run(mesh):
+        import optax
+
+        state, shardings = create_train_state(init_params, optax.sgd(0.1), mesh, DEFAULT_RULES, 0)
+        with use_mesh(mesh, DEFAULT_RULES):
+            out = jax.jit(lambda p, b: model.apply({"params": p}, **b))(state.params, x)
+        return state, jax.device_get(out)
+
+    mesh8 = make_mesh((2, 2, 2))
+    state8, out8 = run(mesh8)
+    state1, out1 = run(make_mesh((1, 1, 1), jax.devices()[:1]))
+    # The parameters are really split: heads over tensor, hidden over fsdp.
+    q = state8.params["bert"]["layer_0"]["attention"]["query"]["kernel"]
+    assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+    assert len({s.device for s in q.addressable_shards}) == 8
+    for a, b in zip(jax.tree.leaves(out8), jax.tree.leaves(out1), strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
