@@ -65,7 +65,9 @@ def base_config() -> mlc.ConfigDict:
 
     c.optimizer = "bert_adam"  # bert_adam | adamw | lamb
     c.learning_rate = 1e-4
-    c.schedule = "bert"  # bert (warmup replaces the start of a linear decay) | polynomial | constant
+    c.schedule = (
+        "bert"  # bert (warmup replaces the start of a linear decay) | polynomial | constant
+    )
     c.warmup_steps = 0
     c.end_learning_rate = 0.0
     c.schedule_power = 1.0
@@ -84,4 +86,3 @@ def base_config() -> mlc.ConfigDict:
     c.max_checkpoints_to_keep = 3
     c.init_checkpoint = mlc.FieldReference(None, field_type=str)
     return c
-

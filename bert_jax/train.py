@@ -130,7 +130,9 @@ def make_train_step(
                 rng,
                 denominators,
             )
-            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (zeros[0][0], zeros[0][1], zeros[1]))
+            zeros = jax.tree.map(
+                lambda s: jnp.zeros(s.shape, s.dtype), (zeros[0][0], zeros[0][1], zeros[1])
+            )
             (loss, metrics, grads), _ = jax.lax.scan(
                 accumulate, zeros, (micro_batches, jnp.arange(grad_accum_steps))
             )
