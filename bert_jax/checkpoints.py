@@ -6,10 +6,14 @@ an incompatible config is refused instead of being silently mixed with the new o
 
 Usage::
 
-    ckpt = Checkpointer(workdir, config)
-    state = ckpt.restore_or(state, abstract, data_iterator)  # resumes when a checkpoint exists
+    ckpt = Checkpointer(workdir, max_to_keep=3)
+    if ckpt.latest_step():
+        state = ckpt.restore(ckpt.latest_step(), abstract_state, data_iterator)
     ckpt.save(step, state, data_iterator)
     ckpt.close()
+
+    # Any of: a converted checkpoint, a pretraining workdir, a fine-tuning workdir.
+    model_config, params, tokenizer_dir = load_init_checkpoint(path)
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ import grain.checkpoint
 import jax
 import ml_collections as mlc
 import orbax.checkpoint as ocp
+
+from bert_jax import pretrained
+from bert_jax.models.bert import BertConfig
+
+TOKENIZER_DIR = "tokenizer"  # every run keeps the tokenizer it used in WORKDIR/tokenizer
+BEST_DIR = "best"  # fine-tuning keeps its best parameters there, in the converted format
 
 # Fields that may change between a run and its resumption (how long, how often to log/save/eval).
 RESUMABLE_CHANGES = (
@@ -82,13 +92,25 @@ def check_compatible_workdir(workdir: str, config: mlc.ConfigDict) -> None:
         )
 
 
+def write_results(workdir: str, results: dict[str, Any]) -> None:
+    """``WORKDIR/results.json``: the final metrics of a finished run (sweeps look for it)."""
+    if jax.process_index() == 0:
+        path = os.path.join(workdir, "results.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(results, f, indent=2, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+
 class _Snapshot:
     """The input-pipeline state at save time: async saves must not see the iterator move on."""
 
     def __init__(self, iterator):
-        self._state = iterator.get_state()
+        state = iterator.get_state()
+        # grain's handler writes the bytes of non-dataset iterators as they are: give it the JSON
+        # that it would have written for the live iterator, which restores into one.
+        self._state = state if isinstance(state, bytes) else json.dumps(state, indent=4).encode()
 
-    def get_state(self):
+    def get_state(self) -> bytes:
         return self._state
 
 
@@ -135,3 +157,55 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def load_init_checkpoint(path: str) -> tuple[BertConfig, dict, str]:
+    """The model config, parameters (host arrays) and tokenizer directory of an initial checkpoint.
+
+    ``path`` is a converted checkpoint (``python -m bert_jax.convert``), a pretraining workdir
+    (its latest checkpoint) or a fine-tuning workdir (its best parameters).
+    """
+    path = os.path.abspath(path)
+    if os.path.exists(os.path.join(path, pretrained.CONFIG_FILE)):
+        model_config, params = pretrained.load(path)
+        return model_config, params, os.path.join(path, pretrained.TOKENIZER_DIR)
+    if os.path.isdir(os.path.join(path, BEST_DIR)):
+        model_config, params = pretrained.load(os.path.join(path, BEST_DIR))
+        return model_config, params, os.path.join(path, TOKENIZER_DIR)
+    config_file = os.path.join(path, "config.json")
+    step = Checkpointer(path, max_to_keep=1).latest_step() if os.path.exists(config_file) else None
+    if step is None:
+        raise FileNotFoundError(
+            f"init_checkpoint {path} is neither a converted checkpoint (model_config.json, "
+            "params/: see `python -m bert_jax.convert`) nor a workdir with a committed checkpoint."
+        )
+    with open(config_file) as f:
+        model_config = BertConfig.from_dict(json.load(f)["model"])
+    state_dir = os.path.join(path, "checkpoints", str(step), "state")
+    state = ocp.StandardCheckpointer().restore(state_dir)
+    logging.info("Initialising from %s (step %d)", path, step)
+    return model_config, state["params"], os.path.join(path, TOKENIZER_DIR)
+
+
+def merge_params(loaded: dict, fresh: dict, what: str) -> dict:
+    """``loaded`` where it has a parameter, ``fresh`` elsewhere; shapes must agree."""
+
+    def merge(path, fresh_leaf):
+        node = loaded
+        for key in path:
+            node = node.get(key.key) if isinstance(node, dict) else None
+            if node is None:
+                missing.append("/".join(k.key for k in path))
+                return fresh_leaf
+        if tuple(node.shape) != tuple(fresh_leaf.shape):
+            raise ValueError(
+                f"{what}: parameter {'/'.join(k.key for k in path)} has shape {node.shape} but "
+                f"the model expects {fresh_leaf.shape}: the checkpoint is of another architecture."
+            )
+        return node
+
+    missing: list[str] = []
+    merged = jax.tree_util.tree_map_with_path(merge, fresh)
+    if missing:
+        logging.info("%s lacks %d parameters, initialised fresh: %s", what, len(missing), missing)
+    return merged

@@ -16,7 +16,9 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and logs go.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.")
@@ -45,7 +47,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     start_distributed()
     config = _CONFIG.value
-    logging.info("Process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
+    logging.info(
+        "Process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
+    )
     if config.experiment == "pretrain":
         from bert_jax.pretrain import train_and_evaluate
     elif config.experiment == "glue":

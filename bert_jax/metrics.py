@@ -39,9 +39,7 @@ def device_peak_flops(device: jax.Device | None = None) -> float | None:
     return next((v for k, v in PEAK_FLOPS.items() if kind.startswith(k)), None)
 
 
-def training_flops_per_token(
-    cfg: BertConfig, seq_len: int, predictions_per_token: float
-) -> float:
+def training_flops_per_token(cfg: BertConfig, seq_len: int, predictions_per_token: float) -> float:
     """Training FLOPs per real token (3x forward; a multiply-add is 2 FLOPs).
 
     Encoder matmuls 72*L*H^2, attention scores and values 12*L*H*S (S = the length a token attends

@@ -62,13 +62,13 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
 
     if arg.model == "tiny":
         # The embedded default: small enough to pretrain on 2 CPU cores in a few minutes.
-        c.model = model_config("tiny", vocab_size=1024, max_position_embeddings=128)
+        c.model = model_config("tiny", vocab_size=256, max_position_embeddings=128)
         c.total_steps = 1200
         c.batch_size = 64
         c.learning_rate = 2e-3
         c.warmup_steps = 100
         d.synthetic_documents = 4000
-        d.vocab_size = 1024
+        d.vocab_size = 256
         d.seq_len = 64
         d.max_predictions = 10
         d.phase2_fraction = 0.0

@@ -1,0 +1,364 @@
+"""BERT pretraining: masked LM + next-sentence prediction on a device mesh.
+
+Reads top to bottom: mesh, data, model, state, step, restore, loop. ``main.py`` calls
+:func:`train_and_evaluate`; tests call it directly with small configs.
+
+Usage::
+
+    from configs import pretrain
+    train_and_evaluate(pretrain.get_config("model=tiny"), "/tmp/bert_tiny")
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+
+from bert_jax import checkpoints, optim
+from bert_jax.config_lib import to_bert_config
+from bert_jax.data import pipeline
+from bert_jax.metrics import MetricWriter, Progress, device_peak_flops, training_flops_per_token
+from bert_jax.models.heads import BertForPreTraining
+from bert_jax.sharding import make_mesh, use_mesh
+from bert_jax.tokenizers import load_tokenizer
+from bert_jax.train import Batch, abstract_state, create_train_state, global_batch, make_train_step
+
+
+# ----------------------------------------------------------------------------------------------
+# The objective.
+# ----------------------------------------------------------------------------------------------
+def loss_denominators(batch: Batch) -> dict[str, jax.Array]:
+    """Normalisers over the whole (global) batch: masked tokens, and real (unpadded) sequences."""
+    return {
+        "mlm": jnp.maximum(batch["masked_weights"].sum(), 1.0),
+        "nsp": jnp.maximum((batch["attention_mask"][:, 0] > 0).sum(), 1).astype(jnp.float32),
+    }
+
+
+def pretraining_terms(model: BertForPreTraining, params, batch: Batch, rng, deterministic: bool):
+    """Per-batch sums of the MLM and NSP losses and correct predictions, with their weights."""
+    out = model.apply(
+        {"params": params},
+        input_ids=batch["input_ids"],
+        token_type_ids=batch["token_type_ids"],
+        attention_mask=batch["attention_mask"],
+        masked_positions=batch["masked_positions"],
+        deterministic=deterministic,
+        rngs=None if deterministic else {"dropout": rng},
+    )
+    mlm_logits = out.mlm_logits.astype(jnp.float32)
+    w = batch["masked_weights"]
+    mlm_ce = optax.softmax_cross_entropy_with_integer_labels(mlm_logits, batch["masked_ids"])
+    nsp_logits = out.nsp_logits.astype(jnp.float32)
+    nsp_w = (batch["attention_mask"][:, 0] > 0).astype(jnp.float32)
+    labels = batch["next_sentence_label"]
+    nsp_ce = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, labels)
+    return {
+        "mlm_loss": (mlm_ce * w).sum(),
+        "mlm_accuracy": ((mlm_logits.argmax(-1) == batch["masked_ids"]) * w).sum(),
+        "nsp_loss": (nsp_ce * nsp_w).sum(),
+        "nsp_accuracy": ((nsp_logits.argmax(-1) == labels) * nsp_w).sum(),
+    }
+
+
+def make_loss_fn(model: BertForPreTraining, use_nsp: bool):
+    def loss_fn(params, batch, rng, denominators):
+        sums = pretraining_terms(model, params, batch, rng, deterministic=False)
+        metrics = {
+            k: v / denominators["mlm" if k.startswith("mlm") else "nsp"] for k, v in sums.items()
+        }
+        loss = metrics["mlm_loss"] + (metrics["nsp_loss"] if use_nsp else 0.0)
+        return loss, metrics
+
+    return loss_fn
+
+
+def make_eval_step(model: BertForPreTraining):
+    @jax.jit
+    def eval_step(params, batch):
+        sums = pretraining_terms(model, params, batch, None, deterministic=True)
+        denominators = loss_denominators(batch)
+        return sums, {"mlm_weight": denominators["mlm"], "nsp_weight": denominators["nsp"]}
+
+    return eval_step
+
+
+def evaluate(eval_step, params, batches, mesh, rules) -> dict[str, float]:
+    """MLM and NSP loss and accuracy over held-out batches, every example counted once."""
+    totals: dict[str, float] = {}
+    with use_mesh(mesh, rules):
+        for local in batches:
+            sums, weights = jax.device_get(eval_step(params, global_batch(local, mesh)))
+            for k, v in {**sums, **weights}.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+    if not totals:
+        return {}
+    return {
+        f"eval/{k}": totals[k] / totals["mlm_weight" if k.startswith("mlm") else "nsp_weight"]
+        for k in ("mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy")
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Phases: the paper trains 90% of the steps at length 128, then the rest at 512.
+# ----------------------------------------------------------------------------------------------
+def phases(config: mlc.ConfigDict) -> list[tuple[int, int, int]]:
+    """[(first_step, seq_len, max_predictions)] in order; one entry when there is no phase 2."""
+    d = config.data
+    first = [(0, d.seq_len, d.max_predictions)]
+    if d.phase2_fraction <= 0:
+        return first
+    start = round(config.total_steps * (1 - d.phase2_fraction))
+    return [*first, (start, d.phase2_seq_len, d.phase2_max_predictions)]
+
+
+def phase_at(config: mlc.ConfigDict, step: int) -> tuple[int, int, int]:
+    return [p for p in phases(config) if p[0] <= step][-1]
+
+
+def prepare_embedded_corpus(config: mlc.ConfigDict, workdir: str) -> str:
+    """Generates and prepares the synthetic corpus once (process 0); others wait for it."""
+    from bert_jax import prepare
+
+    data_dir = os.path.join(workdir, "data")
+    done = os.path.join(data_dir, "DONE")
+    if jax.process_index() == 0 and not os.path.exists(done):
+        lengths = sorted({p[1] for p in phases(config)})
+        prepare.prepare(
+            output=data_dir,
+            synthetic=config.data.synthetic_documents,
+            spm_vocab_size=config.data.vocab_size,
+            max_seq_lengths=lengths,
+            seed=config.seed,
+        )
+        open(done, "w").close()
+    multihost_utils.sync_global_devices("embedded corpus prepared")
+    return data_dir
+
+
+def make_loader(config: mlc.ConfigDict, data_dir: str, split: str, step: int, **kwargs):
+    _, seq_len, max_predictions = phase_at(config, step)
+    d = config.data
+    return pipeline.make_pretraining_loader(
+        data_dir,
+        split,
+        seq_len=seq_len,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        masked_lm_prob=d.masked_lm_prob,
+        max_predictions=max_predictions,
+        mask_token_ratio=d.mask_token_ratio,
+        random_token_ratio=d.random_token_ratio,
+        whole_word=d.whole_word,
+        dynamic=d.dynamic_masking,
+        **kwargs,
+    )
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks, so that it can save before exiting."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.requested = True
+
+
+def _check_finite(metrics: Mapping[str, float], step: int) -> None:
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise FloatingPointError(
+            f"Non-finite training metrics at step {step}: {bad}. Stopping without saving; the last "
+            "checkpoint is from before. Lower the learning rate or check the data, then re-run."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# The run.
+# ----------------------------------------------------------------------------------------------
+def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
+    """Pretrains (or resumes pretraining) in ``workdir``; returns the last logged metrics.
+
+    A finished run leaves ``WORKDIR/results.json`` (final training and eval metrics).
+    """
+    # --- Mesh and workdir.
+    mesh = make_mesh(config.mesh_shape)
+    rules = config.sharding_rules
+    checkpoints.check_compatible_workdir(workdir, config)
+    logging.info("Mesh %s over %d devices", dict(mesh.shape), mesh.size)
+
+    # --- Data.
+    if config.data.synthetic_documents:
+        data_dir = prepare_embedded_corpus(config, workdir)
+    elif config.data.data_dir:
+        data_dir = config.data.data_dir
+    else:
+        raise ValueError(
+            "No pretraining data: set --config.data.data_dir to a folder written by "
+            "`python -m bert_jax.prepare`, or --config.data.synthetic_documents=N for the "
+            "embedded synthetic corpus."
+        )
+    tokenizer = load_tokenizer(os.path.join(data_dir, "tokenizer"))
+    if jax.process_index() == 0 and not os.path.exists(os.path.join(workdir, "tokenizer")):
+        tokenizer.save(os.path.join(workdir, checkpoints.TOKENIZER_DIR))  # for fine-tuning
+
+    # --- Model.
+    cfg = to_bert_config(config.model)
+    # The model's vocabulary may be padded beyond the tokenizer's (e.g. to a multiple of 128).
+    if cfg.vocab_size < tokenizer.vocab_size:
+        raise ValueError(
+            f"config.model.vocab_size={cfg.vocab_size} but the tokenizer in {data_dir} has "
+            f"{tokenizer.vocab_size} tokens; set --config.model.vocab_size={tokenizer.vocab_size}."
+        )
+    model = BertForPreTraining(cfg)
+    seq_len_max = max(p[1] for p in phases(config))
+    if seq_len_max > cfg.max_position_embeddings:
+        raise ValueError(
+            f"Sequences of {seq_len_max} tokens need max_position_embeddings >= {seq_len_max} "
+            f"(config.model.max_position_embeddings={cfg.max_position_embeddings})."
+        )
+
+    # --- Optimizer and sharded state.
+    schedule = optim.make_schedule(
+        config.schedule,
+        config.learning_rate,
+        config.total_steps,
+        config.warmup_steps,
+        end_lr=config.end_learning_rate,
+        power=config.schedule_power,
+    )
+    tx = optim.make_optimizer(
+        config.optimizer,
+        schedule,
+        weight_decay=config.weight_decay,
+        b1=config.b1,
+        b2=config.b2,
+        eps=config.eps,
+        clip_norm=config.clip_norm or None,
+    )
+    dummy = jnp.zeros((1, config.data.seq_len), jnp.int32)
+
+    def init_params(rng):
+        return model.init(rng, dummy, masked_positions=dummy[:, :1])["params"]
+
+    state, shardings = create_train_state(init_params, tx, mesh, rules, config.seed)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    logging.info("BertForPreTraining (%s): %.1fM parameters", config.model_name, n_params / 1e6)
+
+    # --- Step.
+    train_step = make_train_step(
+        make_loss_fn(model, config.nsp),
+        loss_denominators,
+        tx,
+        shardings,
+        mesh,
+        rules,
+        config.grad_accum_steps,
+    )
+    eval_step = make_eval_step(model)
+
+    # --- Restore, or start (from an initial checkpoint when given).
+    ckpt = checkpoints.Checkpointer(workdir, config.max_checkpoints_to_keep)
+    step = ckpt.latest_step() or 0
+    loader = make_loader(config, data_dir, "train", max(step - 1, 0))
+    data_iter = iter(loader)
+    if step:
+        state = ckpt.restore(step, abstract_state(shardings, state), data_iter)
+        logging.info("Resuming from step %d", step)
+    elif config.init_checkpoint:
+        _, params, _ = checkpoints.load_init_checkpoint(config.init_checkpoint)
+        params = checkpoints.merge_params(params, state.params, config.init_checkpoint)
+        state = state.replace(params=jax.device_put(params, shardings.params))
+
+    # --- Loop.
+    writer = MetricWriter(workdir)
+    progress = Progress(config.total_steps, step)
+    preemption = _Preemption()
+    peak = device_peak_flops()
+    pending: list[dict] = []
+    tokens = examples = 0
+    t0 = time.monotonic()
+    last: dict[str, float] = {}
+    last_eval: dict[str, float] = {}
+    while step < config.total_steps:
+        phase = phase_at(config, step)
+        if step == phase[0] and step > 0:
+            logging.info("Phase change at step %d: seq_len %d", step, phase[1])
+            data_iter = iter(make_loader(config, data_dir, "train", step))
+        local = next(data_iter)
+        examples += len(local["input_ids"]) * jax.process_count()
+        tokens += int(local["attention_mask"].sum()) * jax.process_count()
+        state, metrics = train_step(state, global_batch(local, mesh))
+        pending.append(metrics)
+        step += 1
+
+        if step % config.log_every_steps == 0 or step == config.total_steps:
+            averaged = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()}
+            pending = []
+            _check_finite(averaged, step)
+            dt = time.monotonic() - t0
+            flops = (
+                training_flops_per_token(cfg, phase[1], phase[2] * examples / max(tokens, 1))
+                * tokens
+            )
+            last = {
+                **averaged,
+                "learning_rate": float(schedule(step - 1)),
+                "tokens_per_sec": tokens / dt,
+                "examples_per_sec": examples / dt,
+                "step_time": dt / config.log_every_steps,
+                "tflops_per_device": flops / dt / jax.device_count() / 1e12,
+            }
+            if peak:
+                last["mfu"] = flops / dt / jax.device_count() / peak
+            writer.write(step, last)
+            progress.update(step, last["loss"])
+            tokens = examples = 0
+            t0 = time.monotonic()
+
+        if config.eval_every_steps and (
+            step % config.eval_every_steps == 0 or step == config.total_steps
+        ):
+            eval_loader = make_loader(
+                config, data_dir, "eval", step - 1, shuffle=False, num_epochs=1
+            )
+            batches = (
+                b for _, b in zip(range(config.data.eval_batches), eval_loader, strict=False)
+            )
+            last_eval = evaluate(eval_step, state.params, batches, mesh, rules)
+            writer.write(step, last_eval)
+            logging.info("step %d %s", step, last_eval)
+            t0 = time.monotonic()
+
+        stop = preemption.requested or ckpt.reached_preemption(step)
+        if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
+            if pending:  # never commit a state that a non-finite update produced
+                _check_finite({k: float(v) for k, v in jax.device_get(pending[-1]).items()}, step)
+            ckpt.save(step, state, data_iter, force=True)
+        if stop:
+            logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
+            break
+
+    ckpt.close()
+    writer.close()
+    if step >= config.total_steps:
+        checkpoints.write_results(workdir, {"step": step, **last, **last_eval})
+    return {**last, **last_eval}
+
+
+def _stack(metrics: list[dict]) -> dict:
+    return {k: jnp.stack([m[k] for m in metrics]) for k in metrics[0]}
