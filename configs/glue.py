@@ -1,0 +1,60 @@
+r"""GLUE fine-tuning with the paper's protocol.
+
+  python -m bert_jax.main --config=configs/glue.py:task=mnli,model=base --workdir=/tmp/mnli \
+    --config.init_checkpoint=/ckpt/bert-base --config.data_dir=/data/glue
+
+``init_checkpoint`` is a converted checkpoint (``python -m bert_jax.convert``) or a bert_jax
+pretraining workdir; the architecture and the tokenizer come from it. ``task=ax`` predicts the
+diagnostic set with a fine-tuned MNLI workdir as ``init_checkpoint``.
+
+The embedded default fine-tunes the embedded tiny pretraining run on synthetic GLUE-format data:
+
+  python -m bert_jax.main --config=configs/glue.py:task=sst2,model=tiny --workdir=/tmp/sst2 \
+    --config.init_checkpoint=/tmp/bert_tiny
+
+Arguments: ``task`` (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, ax), ``model`` (tiny ...
+large: the hyperparameters' scale; random initialisation only without init_checkpoint).
+"""
+
+import ml_collections as mlc
+
+from bert_jax.config_lib import base_config, model_config, parse_arg
+from bert_jax.glue import get_task
+
+
+def get_config(arg: str | None = None) -> mlc.ConfigDict:
+    arg = parse_arg(arg, task="mrpc", model="base")
+    task = get_task(arg.task)  # an unknown task fails here, listing the valid names
+    c = base_config()
+    c.experiment = "glue"
+    c.task = task.name
+    c.model_name = arg.model
+    # Architecture fields are taken from init_checkpoint; dropout, dtype and attention_impl from here.
+    c.model = model_config(arg.model)
+
+    # The paper: batch 32, 3 epochs, lr in {5e-5, 4e-5, 3e-5, 2e-5}, 10% warmup, length 128.
+    c.batch_size = 32
+    c.num_epochs = 3.0
+    c.total_steps = -1  # -1: num_epochs over the training set
+    c.learning_rate = 2e-5
+    c.warmup_fraction = 0.1
+    c.optimizer = "bert_adam"
+    c.schedule = "bert"
+    c.max_seq_length = 128
+    c.eval_every_epochs = 1.0  # dev evaluation (and a checkpoint) after every epoch
+    c.eval_batch_size = 64
+    c.predict_test = True  # write WORKDIR/submission/<Task>.tsv with the best dev checkpoint
+
+    c.data_dir = mlc.FieldReference(None, field_type=str)  # the standard GLUE folder
+    c.data_source = "tsv"  # tsv (data_dir) | tfds (glue/<task>) | synthetic (embedded)
+    c.log_every_steps = 50
+
+    if arg.model == "tiny":
+        c.data_source = "synthetic"
+        c.learning_rate = 1e-3
+        c.num_epochs = 4.0
+        c.max_seq_length = 64
+        c.log_every_steps = 20
+
+    c.lock()
+    return c
