@@ -84,7 +84,7 @@ def train_batch(features, step: int, batch_size: int, seed: int) -> dict[str, np
     return {k: v[rows] for k, v in features.items()}
 
 
-def predict(predict_fn, features, batch_size: int, mesh) -> np.ndarray:
+def predict(predict_fn, params, features, batch_size: int, mesh) -> np.ndarray:
     """Model outputs for every example exactly once, on one process or many.
 
     The last partial batch is padded with zero-weight rows, which are dropped afterwards; every
@@ -102,7 +102,7 @@ def predict(predict_fn, features, batch_size: int, mesh) -> np.ndarray:
             for k, v in features.items()
             if k != "labels"
         }
-        outputs.append(np.asarray(jax.device_get(predict_fn(global_batch(local, mesh)))))
+        outputs.append(np.asarray(jax.device_get(predict_fn(params, global_batch(local, mesh)))))
     return np.concatenate(outputs)[:n]
 
 
@@ -206,7 +206,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     # --- Model, optimizer and sharded state.
     model = BertForSequenceClassification(cfg, task.num_labels)
     if task.predicted_by:
-        return _predict_only(config, task, model, init_params, features, mesh, rules, workdir)
+        return _predict_only(config, task, model, init_params, features, splits, mesh, workdir)
     n_train = len(splits["train"])
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch == 0:
@@ -277,7 +277,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         if step % eval_every == 0 or step == total_steps:
             dev = {}
             for split in task.dev_splits:
-                outputs = predict(predict_fn, features[split], config.eval_batch_size, mesh)
+                outputs = predict(
+                    predict_fn, state.params, features[split], config.eval_batch_size, mesh
+                )
                 scores = compute_metrics(
                     task.name, to_predictions(outputs, task), splits[split].labels
                 )
@@ -296,7 +298,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     if config.predict_test:
         _, best_params = pretrained.load(os.path.join(workdir, checkpoints.BEST_DIR))
         best_params = jax.device_put(best_params, shardings.params)
-        _write_test_predictions(task, best_params, predict_fn, features, splits, config, workdir)
+        _write_test_predictions(
+            task, best_params, predict_fn, features, splits, config, mesh, workdir
+        )
     results = {f"best/{k.removeprefix('dev/')}": v for k, v in best.items() if k != "step"}
     results["best_step"] = best["step"]
     checkpoints.write_results(workdir, results)
@@ -304,6 +308,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
 
 
 def _make_predict_fn(model, mesh, rules):
+    """predict_fn(params, batch) -> float32 outputs of the whole global batch, on every process."""
     jitted = jax.jit(
         lambda params, batch: model.apply(
             {"params": params}, batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
@@ -311,28 +316,25 @@ def _make_predict_fn(model, mesh, rules):
         out_shardings=replicated(mesh),
     )
 
-    def predict_fn(params):
-        def run(batch):
-            with use_mesh(mesh, rules):
-                return jitted(params, batch)
-
-        return run
+    def predict_fn(params, batch):
+        with use_mesh(mesh, rules):
+            return jitted(params, batch)
 
     return predict_fn
 
 
-def _write_test_predictions(task, params, predict_fn, features, splits, config, workdir):
+def _write_test_predictions(task, params, predict_fn, features, splits, config, mesh, workdir):
     for split, file_name in task.submission_files.items():
         if split not in features:
             continue
-        outputs = predict(predict_fn(params), features[split], config.eval_batch_size, config.mesh)
+        outputs = predict(predict_fn, params, features[split], config.eval_batch_size, mesh)
         if jax.process_index() == 0:
             path = os.path.join(workdir, "submission", file_name)
             write_submission(task.name, splits[split].indices, to_predictions(outputs, task), path)
             logging.info("Wrote %s", path)
 
 
-def _predict_only(config, task, model, params, features, mesh, rules, workdir):
+def _predict_only(config, task, model, params, features, splits, mesh, workdir):
     """AX: the diagnostic set predicted by a fine-tuned MNLI model (``init_checkpoint``)."""
     if "classifier" not in params:
         raise ValueError(
@@ -340,9 +342,8 @@ def _predict_only(config, task, model, params, features, mesh, rules, workdir):
             f"--config.init_checkpoint to a {task.predicted_by} fine-tuning workdir."
         )
     params = jax.device_put(params, replicated(mesh))
-    predict_fn = _make_predict_fn(model, mesh, rules)
-    splits = {s: None for s in features}
-    _write_test_predictions(task, params, predict_fn, features, splits, config, workdir)
+    predict_fn = _make_predict_fn(model, mesh, config.sharding_rules)
+    _write_test_predictions(task, params, predict_fn, features, splits, config, mesh, workdir)
     checkpoints.write_results(
         workdir, {"predicted": sum(len(f["input_ids"]) for f in features.values())}
     )
