@@ -178,6 +178,13 @@ class _Preemption:
         self.requested = True
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    """1.0 when every parameter is finite, else NaN (so that _check_finite reports it)."""
+    finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
+    return jnp.where(finite, 1.0, jnp.nan)
+
+
 def _check_finite(metrics: Mapping[str, float], step: int) -> None:
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
@@ -294,67 +301,70 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     t0 = time.monotonic()
     last: dict[str, float] = {}
     last_eval: dict[str, float] = {}
-    while step < config.total_steps:
-        phase = phase_at(config, step)
-        if step == phase[0] and step > 0:
-            logging.info("Phase change at step %d: seq_len %d", step, phase[1])
-            data_iter = iter(make_loader(config, data_dir, "train", step))
-        local = next(data_iter)
-        examples += len(local["input_ids"]) * jax.process_count()
-        tokens += int(local["attention_mask"].sum()) * jax.process_count()
-        state, metrics = train_step(state, global_batch(local, mesh))
-        pending.append(metrics)
-        step += 1
+    try:
+        while step < config.total_steps:
+            phase = phase_at(config, step)
+            if step == phase[0] and step > 0:
+                logging.info("Phase change at step %d: seq_len %d", step, phase[1])
+                data_iter = iter(make_loader(config, data_dir, "train", step))
+            local = next(data_iter)
+            examples += len(local["input_ids"]) * jax.process_count()
+            tokens += int(local["attention_mask"].sum()) * jax.process_count()
+            state, metrics = train_step(state, global_batch(local, mesh))
+            pending.append(metrics)
+            step += 1
 
-        if step % config.log_every_steps == 0 or step == config.total_steps:
-            averaged = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()}
-            pending = []
-            _check_finite(averaged, step)
-            dt = time.monotonic() - t0
-            flops = (
-                training_flops_per_token(cfg, phase[1], phase[2] * examples / max(tokens, 1))
-                * tokens
-            )
-            last = {
-                **averaged,
-                "learning_rate": float(schedule(step - 1)),
-                "tokens_per_sec": tokens / dt,
-                "examples_per_sec": examples / dt,
-                "step_time": dt / config.log_every_steps,
-                "tflops_per_device": flops / dt / jax.device_count() / 1e12,
-            }
-            if peak:
-                last["mfu"] = flops / dt / jax.device_count() / peak
-            writer.write(step, last)
-            progress.update(step, last["loss"])
-            tokens = examples = 0
-            t0 = time.monotonic()
+            if step % config.log_every_steps == 0 or step == config.total_steps:
+                averaged = {
+                    k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()
+                }
+                pending = []
+                _check_finite(averaged, step)
+                dt = time.monotonic() - t0
+                flops = (
+                    training_flops_per_token(cfg, phase[1], phase[2] * examples / max(tokens, 1))
+                    * tokens
+                )
+                last = {
+                    **averaged,
+                    "learning_rate": float(schedule(step - 1)),
+                    "tokens_per_sec": tokens / dt,
+                    "examples_per_sec": examples / dt,
+                    "step_time": dt / config.log_every_steps,
+                    "tflops_per_device": flops / dt / jax.device_count() / 1e12,
+                }
+                if peak:
+                    last["mfu"] = flops / dt / jax.device_count() / peak
+                writer.write(step, last)
+                progress.update(step, last["loss"])
+                tokens = examples = 0
+                t0 = time.monotonic()
 
-        if config.eval_every_steps and (
-            step % config.eval_every_steps == 0 or step == config.total_steps
-        ):
-            eval_loader = make_loader(
-                config, data_dir, "eval", step - 1, shuffle=False, num_epochs=1
-            )
-            batches = (
-                b for _, b in zip(range(config.data.eval_batches), eval_loader, strict=False)
-            )
-            last_eval = evaluate(eval_step, state.params, batches, mesh, rules)
-            writer.write(step, last_eval)
-            logging.info("step %d %s", step, last_eval)
-            t0 = time.monotonic()
+            if config.eval_every_steps and (
+                step % config.eval_every_steps == 0 or step == config.total_steps
+            ):
+                eval_loader = make_loader(
+                    config, data_dir, "eval", step - 1, shuffle=False, num_epochs=1
+                )
+                batches = (
+                    b for _, b in zip(range(config.data.eval_batches), eval_loader, strict=False)
+                )
+                last_eval = evaluate(eval_step, state.params, batches, mesh, rules)
+                writer.write(step, last_eval)
+                logging.info("step %d %s", step, last_eval)
+                t0 = time.monotonic()
 
-        stop = preemption.requested or ckpt.reached_preemption(step)
-        if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
-            if pending:  # never commit a state that a non-finite update produced
-                _check_finite({k: float(v) for k, v in jax.device_get(pending[-1]).items()}, step)
-            ckpt.save(step, state, data_iter, force=True)
-        if stop:
-            logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
-            break
-
-    ckpt.close()
-    writer.close()
+            stop = preemption.requested or ckpt.reached_preemption(step)
+            if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
+                # Never commit a state that a non-finite update produced.
+                _check_finite({"parameters": float(_all_finite(state.params))}, step)
+                ckpt.save(step, state, data_iter, force=True)
+            if stop:
+                logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
+                break
+    finally:  # an in-flight async save completes even when the run fails
+        ckpt.close()
+        writer.close()
     if step >= config.total_steps:
         checkpoints.write_results(workdir, {"step": step, **last, **last_eval})
     return {**last, **last_eval}

@@ -1,0 +1,101 @@
+"""The on-disk format of a converted (or exported) bert_jax model.
+
+A directory holds::
+
+    model_config.json   # BertConfig.to_dict()
+    params/             # the parameter tree, an orbax StandardCheckpointer checkpoint
+    tokenizer/          # optional: written by bert_jax.tokenizers.Tokenizer.save
+
+Usage::
+
+    from bert_jax import pretrained
+    pretrained.save("ckpt/bert-base", cfg, params, tokenizer_dir="run/tokenizer")
+    cfg, params = pretrained.load("ckpt/bert-base")                    # numpy arrays
+    cfg, params = pretrained.load("ckpt/bert-base", shardings=shards)  # jax.Arrays, in place
+    tok = bert_jax.tokenizers.load_tokenizer("ckpt/bert-base/tokenizer")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import orbax.checkpoint as ocp
+
+from bert_jax import tokenizers
+from bert_jax.models.bert import BertConfig
+
+CONFIG_FILE = "model_config.json"
+PARAMS_DIR = "params"
+TOKENIZER_DIR = "tokenizer"
+
+
+def save(
+    directory: str | os.PathLike,
+    model_config: BertConfig,
+    params: Any,
+    tokenizer_dir: str | os.PathLike | None = None,
+) -> None:
+    """Writes the config, the parameters and (optionally) the tokenizer into a new ``directory``.
+
+    ``tokenizer_dir`` is a directory written by ``Tokenizer.save`` (its ``tokenizer.json`` and the
+    vocabulary file it names are copied). Refuses to write into a non-empty directory.
+
+    >>> save("ckpt/bert-tiny", cfg, params, tokenizer_dir="run/tokenizer")  # doctest: +SKIP
+    """
+    directory = Path(directory).absolute()  # orbax wants absolute paths
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(
+            f"{directory} exists and is not empty; choose a new directory or delete it first."
+        )
+    # Load the tokenizer before writing anything, so a bad tokenizer_dir leaves no half directory.
+    tokenizer = None if tokenizer_dir is None else tokenizers.load_tokenizer(str(tokenizer_dir))
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / CONFIG_FILE).open("w") as f:
+        json.dump(model_config.to_dict(), f, indent=2)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(directory / PARAMS_DIR, nn.unbox(params))
+    checkpointer.wait_until_finished()
+    if tokenizer is not None:
+        tokenizer.save(str(directory / TOKENIZER_DIR))
+
+
+def load(directory: str | os.PathLike, shardings: Any = None) -> tuple[BertConfig, dict[str, Any]]:
+    """Reads a directory written by :func:`save`.
+
+    Without ``shardings`` the parameters come back as numpy arrays. With ``shardings`` (a pytree of
+    ``jax.sharding.Sharding`` matching the parameter tree) every array is restored directly into
+    its target sharding, so nothing large passes through a single device.
+
+    >>> cfg, params = load("ckpt/bert-tiny")  # doctest: +SKIP
+    """
+    directory = Path(directory).absolute()
+    config_file, params_dir = directory / CONFIG_FILE, directory / PARAMS_DIR
+    if not config_file.is_file() or not params_dir.is_dir():
+        raise FileNotFoundError(
+            f"{directory} is not a bert_jax pretrained directory: expected {CONFIG_FILE} and "
+            f"{PARAMS_DIR}/ (written by bert_jax.pretrained.save or python -m bert_jax.convert)."
+        )
+    try:
+        with config_file.open() as f:
+            model_config = BertConfig.from_dict(json.load(f))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ValueError(f"{config_file} is not a valid BertConfig: {e}") from e
+
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        if shardings is None:
+            params = checkpointer.restore(params_dir)
+        else:
+            stored = checkpointer.metadata(params_dir).item_metadata.tree
+            target = jax.tree.map(
+                lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), stored, shardings
+            )
+            params = checkpointer.restore(params_dir, target)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        raise ValueError(f"Cannot restore the parameters in {params_dir}: {e}") from e
+    return model_config, params

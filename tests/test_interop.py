@@ -1,0 +1,534 @@
+"""Checkpoint interop against transformers (PyTorch) as the reference implementation.
+
+Every reference model has *all* parameters randomised (biases and LayerNorm parameters included,
+which their default initialisation leaves at 0 / 1 and so would hide a layout bug), runs in fp32
+eval mode, and its outputs are compared with bert_jax's at every position within 1e-4.
+"""
+
+import copy
+import dataclasses
+import functools
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from safetensors.numpy import load_file, save_file
+
+from bert_jax import convert, interop, pretrained, tokenizers
+from bert_jax.models.bert import BertConfig
+from bert_jax.models.heads import BertForPreTraining, BertForSequenceClassification
+
+ATOL = 1e-4
+
+# Two shapes: an even head count with exact gelu, and an odd head count, three token types, the
+# tanh gelu and a non-default LayerNorm epsilon.
+HF_CONFIGS = {
+    "h64_gelu": dict(
+        vocab_size=211,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+        hidden_act="gelu",
+    ),
+    "h48_gelu_new": dict(
+        vocab_size=157,
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=3,
+        intermediate_size=96,
+        max_position_embeddings=64,
+        type_vocab_size=3,
+        hidden_act="gelu_new",
+        layer_norm_eps=1e-5,
+    ),
+}
+
+
+def randomise_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Gives every parameter of ``model`` random values, in fp32 eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if "LayerNorm.weight" in name:
+                p.copy_(1.0 + 0.2 * noise)
+            else:
+                p.copy_(0.1 * noise)
+    return model.float().eval()
+
+
+def make_batch(cfg: dict, seed: int = 0, length: int = 16) -> dict[str, np.ndarray]:
+    """Three rows: no padding, some padding, much padding; every token type present."""
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(0, cfg["vocab_size"], (3, length))
+    token_type_ids = np.zeros((3, length), np.int64)
+    for t in range(1, cfg["type_vocab_size"]):
+        token_type_ids[:, t * length // cfg["type_vocab_size"] :] = t
+    attention_mask = np.ones((3, length), np.int64)
+    attention_mask[1, -5:] = 0
+    attention_mask[2, -9:] = 0
+    return dict(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
+
+
+def torch_inputs(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def hf_pretraining_outputs(model, batch) -> dict[str, np.ndarray]:
+    """The four outputs of a transformers BertForPreTraining, named as bert_jax names them."""
+    inputs = torch_inputs(batch)
+    enc = model.bert(**inputs)
+    heads = model(**inputs)
+    return dict(
+        sequence_output=enc.last_hidden_state.numpy(),
+        pooled_output=enc.pooler_output.numpy(),
+        mlm_logits=heads.prediction_logits.numpy(),
+        nsp_logits=heads.seq_relationship_logits.numpy(),
+    )
+
+
+@functools.cache
+def _jitted_apply(module: nn.Module):
+    return jax.jit(
+        lambda params, batch, positions: module.apply(
+            {"params": params}, **batch, masked_positions=positions, deterministic=True
+        )
+    )
+
+
+def jax_pretraining_outputs(cfg: BertConfig, params, batch, masked_positions=None):
+    batch = {k: jnp.asarray(v, jnp.int32) for k, v in batch.items()}
+    out = _jitted_apply(BertForPreTraining(cfg))(params, batch, masked_positions)
+    return {k: np.asarray(v) for k, v in dataclasses.asdict(out).items()}
+
+
+def assert_outputs_close(ours: dict, reference: dict) -> None:
+    assert ours.keys() == reference.keys()
+    for name in reference:
+        np.testing.assert_allclose(ours[name], reference[name], atol=ATOL, rtol=0, err_msg=name)
+
+
+@dataclasses.dataclass
+class HFCase:
+    hf_config: dict
+    model: transformers.BertForPreTraining
+    path: str  # where save_pretrained wrote it
+    batch: dict
+    expected: dict  # hf_pretraining_outputs
+
+
+def build_case(hf_config: dict, path: Path) -> HFCase:
+    """A random transformers BertForPreTraining saved in ``path`` (safetensors), and its outputs."""
+    model = randomise_(transformers.BertForPreTraining(transformers.BertConfig(**hf_config)), 1)
+    model.save_pretrained(path)
+    batch = make_batch(hf_config)
+    return HFCase(hf_config, model, str(path), batch, hf_pretraining_outputs(model, batch))
+
+
+@pytest.fixture(scope="module", params=list(HF_CONFIGS))
+def hf_case(request, tmp_path_factory) -> HFCase:
+    return build_case(HF_CONFIGS[request.param], tmp_path_factory.mktemp(request.param))
+
+
+# ------------------------------------------------------------------------------------ load_hf
+
+
+def test_load_hf_matches_transformers(hf_case):
+    cfg, params = interop.load_hf(hf_case.path)
+    expected_act = {"gelu": "gelu", "gelu_new": "gelu_tanh"}[hf_case.hf_config["hidden_act"]]
+    assert cfg.hidden_act == expected_act
+    assert cfg.layer_norm_eps == hf_case.hf_config.get("layer_norm_eps", 1e-12)
+    assert cfg.type_vocab_size == hf_case.hf_config["type_vocab_size"]
+    assert set(params) == {"bert", "mlm_head", "nsp_head"}
+    assert_outputs_close(jax_pretraining_outputs(cfg, params, hf_case.batch), hf_case.expected)
+
+
+def test_load_hf_reads_pytorch_model_bin(hf_case, tmp_path):
+    hf_case.model.save_pretrained(tmp_path, safe_serialization=False)
+    assert (tmp_path / "pytorch_model.bin").exists()
+    assert not (tmp_path / "model.safetensors").exists()
+    cfg, params = interop.load_hf(tmp_path)
+    assert_outputs_close(jax_pretraining_outputs(cfg, params, hf_case.batch), hf_case.expected)
+
+
+def test_load_hf_reads_bfloat16(hf_case, tmp_path):
+    copy.deepcopy(hf_case.model).to(torch.bfloat16).save_pretrained(tmp_path)
+    _, params = interop.load_hf(tmp_path)
+    expected = hf_case.model.bert.embeddings.word_embeddings.weight.detach()
+    got = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected.to(torch.bfloat16).float().numpy())
+
+
+def test_masked_positions_gather_the_full_logits(hf_case):
+    cfg, params = interop.load_hf(hf_case.path)
+    positions = np.array([[0, 3, 15], [1, 1, 10], [2, 7, 0]])
+    gathered = jax_pretraining_outputs(cfg, params, hf_case.batch, jnp.asarray(positions))
+    full = hf_case.expected["mlm_logits"]
+    expected = np.take_along_axis(full, positions[..., None], axis=1)
+    np.testing.assert_allclose(gathered["mlm_logits"], expected, atol=ATOL, rtol=0)
+
+
+def test_load_hf_bert_model_initialises_heads(hf_case, tmp_path, caplog):
+    encoder = transformers.BertModel(transformers.BertConfig(**hf_case.hf_config))
+    encoder.load_state_dict(hf_case.model.bert.state_dict())
+    encoder.save_pretrained(tmp_path)
+    with caplog.at_level(logging.INFO):
+        cfg, params = interop.load_hf(tmp_path)
+    [record] = [
+        r for r in caplog.records if r.name == "bert_jax.interop" and "afresh" in r.getMessage()
+    ]
+    assert "mlm_head" in record.getMessage() and "nsp_head" in record.getMessage()
+    assert "pooler" not in record.getMessage()
+
+    ours = jax_pretraining_outputs(cfg, params, hf_case.batch)
+    for name in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(ours[name], hf_case.expected[name], atol=ATOL, rtol=0)
+    # Fresh heads follow BERT's initialisation: normal(initializer_range) kernels, zero biases.
+    kernel = np.asarray(params["mlm_head"]["dense"]["kernel"])
+    assert abs(kernel.std() - cfg.initializer_range) < 0.2 * cfg.initializer_range
+    assert not np.any(params["mlm_head"]["output_bias"]) and not np.any(params["nsp_head"]["bias"])
+    np.testing.assert_array_equal(params["mlm_head"]["layer_norm"]["scale"], 1.0)
+
+
+def test_load_hf_masked_lm_checkpoint(hf_case, tmp_path, caplog):
+    """BertForMaskedLM has no pooler and no NSP head; its MLM logits must still match."""
+    mlm = transformers.BertForMaskedLM(transformers.BertConfig(**hf_case.hf_config))
+    missing, unexpected = mlm.load_state_dict(hf_case.model.state_dict(), strict=False)
+    assert not missing
+    mlm.eval().save_pretrained(tmp_path)
+    with caplog.at_level(logging.INFO):
+        cfg, params = interop.load_hf(tmp_path)
+    assert "pooler / nsp_head" in caplog.text
+    ours = jax_pretraining_outputs(cfg, params, hf_case.batch)
+    np.testing.assert_allclose(
+        ours["mlm_logits"], hf_case.expected["mlm_logits"], atol=ATOL, rtol=0
+    )
+
+
+def test_load_hf_sequence_classification(hf_case, tmp_path):
+    hf_config = transformers.BertConfig(**hf_case.hf_config, num_labels=3)
+    model = randomise_(transformers.BertForSequenceClassification(hf_config), 2)
+    model.save_pretrained(tmp_path)
+    cfg, params = interop.load_hf(tmp_path)
+    assert params["classifier"]["kernel"].shape == (cfg.hidden_size, 3)
+
+    with torch.no_grad():
+        expected = model(**torch_inputs(hf_case.batch)).logits.numpy()
+    ours = jax_classifier_logits(cfg, params, hf_case.batch)
+    np.testing.assert_allclose(ours, expected, atol=ATOL, rtol=0)
+
+    # A fine-tuned tree (encoder + classifier) exports as a BertForSequenceClassification.
+    fine_tuned = {"bert": params["bert"], "classifier": params["classifier"]}
+    interop.save_hf(cfg, fine_tuned, tmp_path / "exported")
+    exported, info = transformers.BertForSequenceClassification.from_pretrained(
+        tmp_path / "exported", output_loading_info=True
+    )
+    assert not any(info.values()), info
+    with torch.no_grad():
+        logits = exported.eval()(**torch_inputs(hf_case.batch)).logits.numpy()
+    np.testing.assert_allclose(logits, expected, atol=ATOL, rtol=0)
+
+
+def jax_classifier_logits(cfg: BertConfig, params, batch) -> np.ndarray:
+    model = BertForSequenceClassification(cfg, num_labels=params["classifier"]["bias"].shape[0])
+    apply = jax.jit(functools.partial(model.apply, deterministic=True))
+    classifier_params = {"bert": params["bert"], "classifier": params["classifier"]}
+    return np.asarray(apply({"params": classifier_params}, **batch))
+
+
+# ------------------------------------------------------------------------------------ save_hf
+
+
+def random_bert_jax_params(cfg: BertConfig, seed: int):
+    """Random values for every leaf of bert_jax's BertForPreTraining tree, LayerNorm scales ~1."""
+    abstract = jax.eval_shape(
+        lambda: BertForPreTraining(cfg).init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))
+    )
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        noise = rng.standard_normal(leaf.shape).astype(np.float32)
+        return 1.0 + 0.2 * noise if path[-1].key == "scale" else 0.1 * noise
+
+    return jax.tree.map_with_path(draw, nn.unbox(abstract["params"]))
+
+
+def test_save_hf_loads_in_transformers(hf_case, tmp_path):
+    cfg, _ = interop.load_hf(hf_case.path)  # the same config, with our field names
+    params = random_bert_jax_params(cfg, seed=3)
+    interop.save_hf(cfg, params, tmp_path / "exported")
+
+    model, info = transformers.BertForPreTraining.from_pretrained(
+        tmp_path / "exported", output_loading_info=True
+    )
+    assert not any(info.values()), info  # no missing, unexpected or mismatched keys
+    assert model.config.hidden_act == hf_case.hf_config["hidden_act"]
+    assert model.config.layer_norm_eps == cfg.layer_norm_eps
+    expected = hf_pretraining_outputs(model.eval(), hf_case.batch)
+    assert_outputs_close(jax_pretraining_outputs(cfg, params, hf_case.batch), expected)
+
+
+def test_save_hf_refuses_non_empty_directory(tmp_path):
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    params = random_bert_jax_params(cfg, seed=0)
+    (tmp_path / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        interop.save_hf(cfg, params, tmp_path)
+    interop.save_hf(cfg, params, tmp_path, overwrite=True)
+    assert (tmp_path / "model.safetensors").exists()
+
+
+def test_save_hf_rejects_unknown_entries(tmp_path):
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    params = random_bert_jax_params(cfg, seed=0)
+    params["extra_head"] = {"kernel": np.zeros((16, 2), np.float32)}
+    with pytest.raises(ValueError, match="extra_head/kernel"):
+        interop.save_hf(cfg, params, tmp_path / "out")
+
+
+# ------------------------------------------------------------------------- load_hf bad inputs
+
+
+def test_load_hf_rejects_other_model_types(hf_case, tmp_path):
+    config = json.loads((Path(hf_case.path) / "config.json").read_text())
+    config["model_type"] = "roberta"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_type='roberta'"):
+        interop.load_hf(tmp_path)
+
+
+def write_safetensors(tmp_path: Path, hf_case: HFCase, edit) -> Path:
+    """A copy of hf_case's checkpoint whose tensors went through ``edit(dict) -> None``."""
+    tensors = load_file(Path(hf_case.path) / "model.safetensors")
+    edit(tensors)
+    tmp_path.mkdir(exist_ok=True)
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    shutil.copy(Path(hf_case.path) / "config.json", tmp_path)
+    return tmp_path
+
+
+def test_load_hf_rejects_unexpected_and_missing_keys(hf_case, tmp_path):
+    extra = "bert.encoder.layer.0.attention.self.rotary.weight"
+    path = write_safetensors(
+        tmp_path / "extra", hf_case, lambda t: t.update({extra: np.zeros(3, np.float32)})
+    )
+    with pytest.raises(ValueError, match=re.escape(extra)):
+        interop.load_hf(path)
+
+    gone = "bert.encoder.layer.1.output.LayerNorm.weight"
+    path = write_safetensors(tmp_path / "missing", hf_case, lambda t: t.pop(gone))
+    with pytest.raises(ValueError, match=f"missing encoder variables.*{re.escape(gone)}"):
+        interop.load_hf(path)
+
+    # A layer too many in config.json: every variable of the last layer is missing.
+    config = json.loads((path / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"layer.{config['num_hidden_layers'] - 1}.attention"):
+        interop.load_hf(path)
+
+
+def test_load_hf_rejects_wrong_shapes(hf_case, tmp_path):
+    name = "bert.encoder.layer.0.intermediate.dense.weight"
+    path = write_safetensors(tmp_path, hf_case, lambda t: t.update({name: t[name].T.copy()}))
+    with pytest.raises(ValueError, match=f"{re.escape(name)} has shape"):
+        interop.load_hf(path)
+
+
+def test_load_hf_names_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        interop.load_hf(tmp_path)
+
+
+# --------------------------------------------------------------------------------- load_tf
+
+
+def tf_variables(model: transformers.BertForPreTraining) -> dict[str, np.ndarray]:
+    """The weights of ``model`` under google-research/bert's variable names and layouts."""
+    sd = {k: v.numpy() for k, v in model.state_dict().items()}
+    out = {}
+
+    def dense(tf_name, hf_name):  # TF kernels are [in, out]
+        out[f"{tf_name}/kernel"] = sd[f"{hf_name}.weight"].T
+        out[f"{tf_name}/bias"] = sd[f"{hf_name}.bias"]
+
+    def norm(tf_name, hf_name):
+        out[f"{tf_name}/gamma"] = sd[f"{hf_name}.weight"]
+        out[f"{tf_name}/beta"] = sd[f"{hf_name}.bias"]
+
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        out[f"bert/embeddings/{name}"] = sd[f"bert.embeddings.{name}.weight"]
+    norm("bert/embeddings/LayerNorm", "bert.embeddings.LayerNorm")
+    for i in range(model.config.num_hidden_layers):
+        tf_layer, hf_layer = f"bert/encoder/layer_{i}", f"bert.encoder.layer.{i}"
+        for proj in ("query", "key", "value"):
+            dense(f"{tf_layer}/attention/self/{proj}", f"{hf_layer}.attention.self.{proj}")
+        dense(f"{tf_layer}/attention/output/dense", f"{hf_layer}.attention.output.dense")
+        norm(f"{tf_layer}/attention/output/LayerNorm", f"{hf_layer}.attention.output.LayerNorm")
+        dense(f"{tf_layer}/intermediate/dense", f"{hf_layer}.intermediate.dense")
+        dense(f"{tf_layer}/output/dense", f"{hf_layer}.output.dense")
+        norm(f"{tf_layer}/output/LayerNorm", f"{hf_layer}.output.LayerNorm")
+    dense("bert/pooler/dense", "bert.pooler.dense")
+    dense("cls/predictions/transform/dense", "cls.predictions.transform.dense")
+    norm("cls/predictions/transform/LayerNorm", "cls.predictions.transform.LayerNorm")
+    out["cls/predictions/output_bias"] = sd["cls.predictions.bias"]
+    out["cls/seq_relationship/output_weights"] = sd["cls.seq_relationship.weight"]  # [2, H]
+    out["cls/seq_relationship/output_bias"] = sd["cls.seq_relationship.bias"]
+    return out
+
+
+def write_tf_checkpoint(variables: dict[str, np.ndarray], prefix: Path) -> None:
+    """A TF1 checkpoint with exactly these variable names, as the original run_*.py wrote them."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default():
+        for name, value in variables.items():
+            tf.compat.v1.Variable(value, name=name)
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, str(prefix), write_meta_graph=False)
+
+
+@dataclasses.dataclass
+class TFCase:
+    hf: HFCase
+    prefix: Path
+    bert_config: Path
+    classifier: tuple[np.ndarray, np.ndarray]  # output_weights [K, H], output_bias [K]
+
+
+@pytest.fixture(scope="module")
+def tf_case(tmp_path_factory) -> TFCase:
+    """A fine-tuned-GLUE-style TF checkpoint (BERT + MLM/NSP + classifier + Adam slots)."""
+    pytest.importorskip("tensorflow")
+    # The original code's "gelu" is the tanh approximation and its LayerNorm epsilon is 1e-12.
+    hf_config = dict(HF_CONFIGS["h48_gelu_new"], layer_norm_eps=1e-12)
+    root = tmp_path_factory.mktemp("tf")
+    hf = build_case(hf_config, root / "hf")
+    variables = tf_variables(hf.model)
+    rng = np.random.default_rng(4)
+    classifier = (
+        rng.standard_normal((3, hf_config["hidden_size"])).astype(np.float32),
+        rng.standard_normal(3).astype(np.float32),
+    )
+    variables["output_weights"], variables["output_bias"] = classifier
+    for name in ("bert/pooler/dense/kernel", "output_weights"):
+        variables[f"{name}/adam_m"] = np.ones_like(variables[name])
+        variables[f"{name}/adam_v"] = np.ones_like(variables[name])
+    variables["global_step"] = np.int64(1000)
+    write_tf_checkpoint(variables, root / "tf" / "bert_model.ckpt")
+
+    tf_config = {k: v for k, v in hf_config.items() if k != "layer_norm_eps"}
+    tf_config.update(hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    tf_config.update(initializer_range=0.02)
+    bert_config = root / "tf" / "bert_config.json"
+    bert_config.write_text(json.dumps(tf_config))
+    return TFCase(hf, root / "tf" / "bert_model.ckpt", bert_config, classifier)
+
+
+def test_load_tf_matches_transformers(tf_case):
+    cfg, params = interop.load_tf(tf_case.prefix, tf_case.bert_config)
+    assert cfg.hidden_act == "gelu_tanh" and cfg.layer_norm_eps == 1e-12
+    assert set(params) == {"bert", "mlm_head", "nsp_head", "classifier"}
+    ours = jax_pretraining_outputs(cfg, params, tf_case.hf.batch)
+    assert_outputs_close(ours, tf_case.hf.expected)
+
+    # The GLUE classifier: logits = pooled @ output_weights.T + output_bias.
+    weights, bias = tf_case.classifier
+    expected = tf_case.hf.expected["pooled_output"] @ weights.T + bias
+    ours = jax_classifier_logits(cfg, params, tf_case.hf.batch)
+    np.testing.assert_allclose(ours, expected, atol=ATOL, rtol=0)
+
+
+def test_load_tf_names_unknown_variables(tf_case, tmp_path):
+    write_tf_checkpoint({"bert/encoder/layer_0/adapter/kernel": np.zeros(2)}, tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="bert/encoder/layer_0/adapter/kernel"):
+        interop.load_tf(tmp_path / "ckpt", tf_case.bert_config)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        interop.load_tf(tmp_path / "nowhere", tf_case.bert_config)
+
+
+# ------------------------------------------------------------------------- convert, pretrained
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "##s"]
+
+
+def assert_trees_equal(a, b) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_convert_hf(hf_case, tmp_path):
+    source = tmp_path / "hf"
+    shutil.copytree(hf_case.path, source)
+    (source / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    (source / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
+    argv = ["--from=hf", f"--input={source}", f"--output={tmp_path / 'out'}"]
+    convert.main(argv)
+
+    cfg, params = pretrained.load(tmp_path / "out")
+    expected_cfg, expected_params = interop.load_hf(source)
+    assert cfg == expected_cfg
+    assert_trees_equal(params, expected_params)
+    tokenizer = tokenizers.load_tokenizer(str(tmp_path / "out" / "tokenizer"))
+    assert isinstance(tokenizer, tokenizers.WordPiece) and not tokenizer.lower_case
+    assert tokenizer.tokenize("Hellos world") == ["[UNK]", "world"]  # cased: "Hellos" unknown
+
+    with pytest.raises(FileExistsError, match="not empty"):
+        convert.main(argv)
+
+
+def test_convert_tf(tf_case, tmp_path):
+    (tf_case.prefix.parent / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    convert.main(["--from=tf", f"--input={tf_case.prefix}", f"--output={tmp_path}"])
+    cfg, params = pretrained.load(tmp_path)
+    expected_cfg, expected_params = interop.load_tf(tf_case.prefix, tf_case.bert_config)
+    assert cfg == expected_cfg
+    assert_trees_equal(params, expected_params)
+    assert tokenizers.load_tokenizer(str(tmp_path / "tokenizer")).lower_case
+
+
+def test_pretrained_restores_into_shardings(tmp_path):
+    cfg = BertConfig(vocab_size=64, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    params = random_bert_jax_params(cfg, seed=5)
+    pretrained.save(tmp_path / "model", cfg, params)
+    assert not (tmp_path / "model" / "tokenizer").exists()
+
+    mesh = jax.make_mesh((8,), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
+    shardings = jax.tree.map(lambda _: NamedSharding(mesh, P()), params)
+    vocab_sharded = NamedSharding(mesh, P("d", None))
+    shardings["bert"]["embeddings"]["word_embeddings"]["embedding"] = vocab_sharded
+    restored_cfg, restored = pretrained.load(tmp_path / "model", shardings=shardings)
+    assert restored_cfg == cfg
+    assert_trees_equal(restored, params)
+    word = restored["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    assert word.sharding == vocab_sharded
+
+    with pytest.raises(FileExistsError, match="not empty"):
+        pretrained.save(tmp_path / "model", cfg, params)
+
+
+def test_pretrained_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_config.json"):
+        pretrained.load(tmp_path / "absent")
+    (tmp_path / "params").mkdir()
+    (tmp_path / "model_config.json").write_text(json.dumps({"hidden_size": 16, "num_heads": 2}))
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "params"))):
+        pretrained.load(tmp_path)

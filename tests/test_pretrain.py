@@ -1,0 +1,223 @@
+"""Pretraining runs as a researcher launches them (``python -m bert_jax.main`` in a subprocess):
+exact resume, sharding and multi-process equivalence, kills, NaNs and mismatched workdirs."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from bert_jax.prepare import prepare
+
+ROOT = pathlib.Path(__file__).parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    prepare(str(out), synthetic=300, spm_vocab_size=256, max_seq_lengths=[32], seed=0)
+    return str(out)
+
+
+def _flags(data_dir, workdir, steps, **overrides):
+    config = {
+        "data.data_dir": data_dir,
+        "data.synthetic_documents": 0,
+        "data.seq_len": 32,
+        "data.max_predictions": 5,
+        "batch_size": 8,
+        "total_steps": steps,
+        "log_every_steps": 1,
+        "eval_every_steps": 0,
+        "checkpoint_every_steps": 5,
+        # Constant: a run of 10 steps then 10 more sees the same rates as one of 20.
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "learning_rate": 1e-3,
+        **overrides,
+    }
+    return [
+        sys.executable,
+        "-m",
+        "bert_jax.main",
+        "--config=configs/pretrain.py:model=tiny",
+        f"--workdir={workdir}",
+        *(f"--config.{k}={v}" for k, v in config.items()),
+    ]
+
+
+def _env(devices=8):
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def run(data_dir, workdir, steps, devices=8, check=True, **overrides):
+    proc = subprocess.run(
+        _flags(data_dir, workdir, steps, **overrides),
+        cwd=ROOT,
+        env=_env(devices),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and proc.returncode:
+        raise AssertionError(f"run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def losses(workdir):
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    by_step = {r["step"]: r["loss"] for r in rows if "loss" in r}
+    return np.array([by_step[s] for s in sorted(by_step)])
+
+
+def committed_steps(workdir):
+    root = pathlib.Path(workdir, "checkpoints")
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+    """12 steps in one go on a (2,2,2) mesh of 8 devices, dropout on: the reference run."""
+    workdir = tmp_path_factory.mktemp("straight")
+    run(data_dir, workdir, 12, **{"mesh_shape": "(2,2,2)"})
+    return losses(workdir)
+
+
+def test_resume_in_a_new_process_is_exact(data_dir, straight, tmp_path):
+    run(data_dir, tmp_path, 6, **{"mesh_shape": "(2,2,2)"})
+    assert committed_steps(tmp_path)[-1] == 6
+    run(data_dir, tmp_path, 12, **{"mesh_shape": "(2,2,2)"})
+    resumed = losses(tmp_path)
+    assert len(resumed) == 12
+    np.testing.assert_array_equal(resumed, straight)
+    results = json.load(open(tmp_path / "results.json"))
+    assert results["step"] == 12
+
+
+def test_one_device_equals_eight_device_mesh(data_dir, straight, tmp_path):
+    run(data_dir, tmp_path, 12, devices=1, **{"mesh_shape": "(1,1,1)"})
+    np.testing.assert_allclose(losses(tmp_path), straight, rtol=1e-4)
+
+
+def test_two_processes_equal_one(data_dir, straight, tmp_path):
+    """Two local processes with 4 devices each, joined by jax.distributed, on a (2,2,2) mesh."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            _flags(data_dir, tmp_path, 12, mesh_shape="(2,2,2)")
+            + [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
+            cwd=ROOT,
+            env=_env(4),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-4000:]
+    np.testing.assert_allclose(losses(tmp_path), straight, rtol=1e-4)
+    # Every process wrote its part of the input-pipeline state into the checkpoint.
+    data_state = sorted(
+        f for f in os.listdir(tmp_path / "checkpoints" / "12" / "data") if f.endswith(".json")
+    )
+    assert data_state == ["process_0-of-2.json", "process_1-of-2.json"]
+
+
+def test_sigkill_after_first_checkpoint_resumes_and_finishes(data_dir, tmp_path):
+    proc = subprocess.Popen(
+        _flags(data_dir, tmp_path, 60, checkpoint_every_steps=5),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not committed_steps(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = committed_steps(tmp_path)
+    assert first and first[-1] < 60, "killed after its first checkpoint, before the end"
+    run(data_dir, tmp_path, 60, checkpoint_every_steps=5)
+    assert committed_steps(tmp_path)[-1] == 60
+    assert len(losses(tmp_path)) >= 60
+
+
+KILL_DURING_SAVE = """
+import os, signal, sys
+from bert_jax import checkpoints
+original = checkpoints.Checkpointer.save
+def save_then_die(self, step, *args, **kwargs):
+    saved = original(self, step, *args, **kwargs)
+    if step == 10:  # the async save of step 10 is now in flight: die before it can commit
+        os.kill(os.getpid(), signal.SIGKILL)
+    return saved
+checkpoints.Checkpointer.save = save_then_die
+from absl import app
+from bert_jax import main
+sys.argv = sys.argv[1:]
+main.flags.mark_flags_as_required(["config", "workdir"])
+app.run(main.main)
+"""
+
+
+def test_kill_during_async_save_keeps_previous_checkpoint(data_dir, tmp_path):
+    cmd = _flags(data_dir, tmp_path, 20)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_SAVE, *cmd[2:]],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    assert committed_steps(tmp_path) == [5], "step 10 was in flight and must not count"
+    # The previous checkpoint is intact and usable: the run resumes from it and finishes.
+    run(data_dir, tmp_path, 20)
+    assert committed_steps(tmp_path)[-1] == 20
+
+
+def test_nan_stops_the_run_and_last_checkpoint_is_finite(data_dir, tmp_path):
+    proc = run(
+        data_dir,
+        tmp_path,
+        40,
+        check=False,
+        learning_rate=1e30,
+        schedule="bert",
+        warmup_steps=20,  # a few sane steps first, so that finite checkpoints exist
+        checkpoint_every_steps=1,
+        clip_norm=0.0,
+    )
+    assert proc.returncode != 0
+    assert "Non-finite" in proc.stderr
+    steps = committed_steps(tmp_path)
+    assert steps and steps[-1] < 40
+    state = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / str(steps[-1]) / "state")
+    leaves = [np.asarray(x) for x in __import__("jax").tree.leaves(state["params"])]
+    assert all(np.isfinite(x).all() for x in leaves)
+
+
+def test_workdir_with_another_config_is_refused(data_dir, tmp_path):
+    run(data_dir, tmp_path, 2)
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    proc = run(data_dir, tmp_path, 4, check=False, **{"model.num_layers": 3})
+    assert proc.returncode != 0
+    assert "model.num_layers: 2 -> 3" in proc.stderr and "new --workdir" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
