@@ -12,7 +12,11 @@ from bert_jax.sharding import DEFAULT_RULES, make_mesh, resolve_mesh_shape, use_
 from bert_jax.train import create_train_state
 
 CFG = BertConfig.from_name(
-    "tiny", vocab_size=96, num_heads=4, max_position_embeddings=32, hidden_dropout=0.0,
+    "tiny",
+    vocab_size=96,
+    num_heads=4,
+    max_position_embeddings=32,
+    hidden_dropout=0.0,
     attention_dropout=0.0,
 )
 
@@ -24,7 +28,9 @@ def _inputs(batch=8, length=16, seed=0):
     lengths = rng.integers(length // 2, length + 1, batch)
     mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int32)
     positions = np.sort(rng.choice(length // 2, (batch, 3), replace=True), axis=1).astype(np.int32)
-    return dict(input_ids=ids, token_type_ids=types, attention_mask=mask, masked_positions=positions)
+    return dict(
+        input_ids=ids, token_type_ids=types, attention_mask=mask, masked_positions=positions
+    )
 
 
 def test_variants_and_overrides():
@@ -50,7 +56,9 @@ def test_masked_positions_gather_equals_full_head():
     model = BertForPreTraining(CFG)
     x = _inputs()
     params = model.init(jax.random.key(0), x["input_ids"])["params"]
-    full = model.apply({"params": params}, **{k: v for k, v in x.items() if k != "masked_positions"})
+    full = model.apply(
+        {"params": params}, **{k: v for k, v in x.items() if k != "masked_positions"}
+    )
     sparse = model.apply({"params": params}, **x)
     expected = np.take_along_axis(np.asarray(full.mlm_logits), x["masked_positions"][..., None], 1)
     np.testing.assert_allclose(sparse.mlm_logits, expected, atol=1e-5)
@@ -63,13 +71,17 @@ def test_classifier_and_bf16_compute_keep_fp32_params():
     x = _inputs()
     params = model.init(jax.random.key(0), x["input_ids"])["params"]
     assert {p.dtype for p in jax.tree.leaves(nn.unbox(params))} == {jnp.dtype("float32")}
-    logits = model.apply({"params": params}, x["input_ids"], x["token_type_ids"], x["attention_mask"])
+    logits = model.apply(
+        {"params": params}, x["input_ids"], x["token_type_ids"], x["attention_mask"]
+    )
     assert logits.shape == (8, 3) and logits.dtype == jnp.bfloat16
 
 
 def test_attention_dropout_path_equals_fused_path_when_inactive():
     """The explicit-softmax path (used for attention dropout) computes the same function."""
-    cfg_drop = BertConfig.from_name("tiny", vocab_size=96, attention_dropout=0.1, hidden_dropout=0.0)
+    cfg_drop = BertConfig.from_name(
+        "tiny", vocab_size=96, attention_dropout=0.1, hidden_dropout=0.0
+    )
     model = BertModel(cfg_drop)
     x = _inputs()
     params = model.init(jax.random.key(0), x["input_ids"])["params"]

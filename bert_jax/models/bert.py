@@ -77,7 +77,9 @@ class BertConfig:
             )
         for field in ("dtype", "param_dtype"):
             if getattr(self, field) not in _DTYPES:
-                raise ValueError(f"Unknown {field} {getattr(self, field)!r}; use one of {list(_DTYPES)}.")
+                raise ValueError(
+                    f"Unknown {field} {getattr(self, field)!r}; use one of {list(_DTYPES)}."
+                )
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> BertConfig:
@@ -103,7 +105,9 @@ class BertConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"Unknown BertConfig fields {sorted(unknown)}; known: {sorted(known)}.")
+            raise ValueError(
+                f"Unknown BertConfig fields {sorted(unknown)}; known: {sorted(known)}."
+            )
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,7 +279,9 @@ class BertModel(nn.Module):
 
     def setup(self):
         self.embeddings = Embeddings(self.cfg)
-        self.layers = [TransformerLayer(self.cfg, name=f"layer_{i}") for i in range(self.cfg.num_layers)]
+        self.layers = [
+            TransformerLayer(self.cfg, name=f"layer_{i}") for i in range(self.cfg.num_layers)
+        ]
         self.pooler = dense(self.cfg, self.cfg.hidden_size, ("embed", None), name="pooler")
 
     def __call__(

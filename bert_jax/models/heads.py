@@ -24,7 +24,8 @@ from bert_jax.models.bert import ACTIVATIONS, BertConfig, BertModel, constrain, 
 class PreTrainingOutput:
     sequence_output: jax.Array  # [batch, length, hidden]
     pooled_output: jax.Array  # [batch, hidden] (or [batch, pairs, hidden] when packed)
-    mlm_logits: jax.Array  # [batch, predictions, vocab] at masked_positions, else [batch, length, vocab]
+    # [batch, predictions, vocab] at masked_positions, else [batch, length, vocab]
+    mlm_logits: jax.Array
     nsp_logits: jax.Array  # [batch, 2] (or [batch, pairs, 2] when packed); 0 = IsNext, 1 = random
 
 
