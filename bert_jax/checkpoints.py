@@ -1,8 +1,8 @@
 """Checkpoints of a run: train state + input-pipeline state, async, the last K kept.
 
-A workdir holds ``config.json`` (the resolved config it was started with) and ``checkpoints/<step>``.
-Running the same command again resumes from the last committed checkpoint; a workdir whose run used
-an incompatible config is refused instead of being silently mixed with the new one.
+A workdir holds ``config.json`` (the resolved config it started with) and ``checkpoints/<step>``.
+Running the same command again resumes from the last committed checkpoint; a workdir whose run
+used an incompatible config is refused instead of being silently mixed with the new one.
 
 Usage::
 
@@ -134,7 +134,7 @@ class Checkpointer:
         return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
     def restore(self, step: int, abstract_state, data_iterator=None):
-        """Restores the state onto the shardings of ``abstract_state``, and the iterator in place."""
+        """Restores the state onto the shardings of ``abstract_state``; the iterator in place."""
         items = {"state": ocp.args.StandardRestore(abstract_state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)

@@ -25,8 +25,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical name -> mesh axes. Parameters: shard the hidden ("embed") dimension over fsdp (ZeRO-3
-# style) and the heads (heads * head_dim) / mlp / vocab dimensions over tensor (Megatron style). Activations: batch
-# over data and fsdp, the tensor-parallel dimensions over tensor.
+# style) and the heads (heads * head_dim) / mlp / vocab dimensions over tensor (Megatron style).
+# Activations: batch over data and fsdp, the tensor-parallel dimensions over tensor.
 DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("embed", "fsdp"),
     ("heads", "tensor"),

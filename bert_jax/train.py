@@ -1,9 +1,9 @@
 """Training machinery shared by pretraining and fine-tuning.
 
-One batch's life: the input pipeline yields per-process numpy arrays; ``global_batch`` turns them into
-one ``jax.Array`` per field sharded over the data axes; ``make_train_step`` compiles one step that
-splits the batch into micro-batches, sums their gradients, clips, updates and returns new state and
-metrics without a host synchronisation.
+One batch's life: the input pipeline yields per-process numpy arrays; ``global_batch`` turns them
+into one ``jax.Array`` per field sharded over the data axes; ``make_train_step`` compiles one step
+that splits the batch into micro-batches, sums their gradients, clips, updates and returns the new
+state and metrics without a host synchronisation.
 
 Usage::
 

@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.experiment = "glue"
     c.task = task.name
     c.model_name = arg.model
-    # Architecture fields are taken from init_checkpoint; dropout, dtype and attention_impl from here.
+    # The architecture comes from init_checkpoint; dropout, dtype and attention_impl from here.
     c.model = model_config(arg.model)
 
     # The paper: batch 32, 3 epochs, lr in {5e-5, 4e-5, 3e-5, 2e-5}, 10% warmup, length 128.

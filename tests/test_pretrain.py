@@ -75,8 +75,13 @@ def run(data_dir, workdir, steps, devices=8, check=True, **overrides):
     return proc
 
 
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
 def losses(workdir):
-    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
     by_step = {r["step"]: r["loss"] for r in rows if "loss" in r}
     return np.array([by_step[s] for s in sorted(by_step)])
 
@@ -101,8 +106,7 @@ def test_resume_in_a_new_process_is_exact(data_dir, straight, tmp_path):
     resumed = losses(tmp_path)
     assert len(resumed) == 12
     np.testing.assert_array_equal(resumed, straight)
-    results = json.load(open(tmp_path / "results.json"))
-    assert results["step"] == 12
+    assert json.loads((tmp_path / "results.json").read_text())["step"] == 12
 
 
 def test_one_device_equals_eight_device_mesh(data_dir, straight, tmp_path):

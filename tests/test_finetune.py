@@ -1,0 +1,153 @@
+"""GLUE fine-tuning end to end on the synthetic tasks, its submission files, and evaluation that
+counts every example once on one process or two."""
+
+import csv
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from bert_jax import pretrained
+from bert_jax.data.glue import read_split, write_synthetic_glue
+from bert_jax.glue import get_task
+from bert_jax.models.bert import BertConfig
+from bert_jax.models.heads import BertForPreTraining
+from bert_jax.tokenizers import train_sentencepiece
+
+ROOT = pathlib.Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+from configs import glue as glue_config  # noqa: E402
+
+
+def test_unknown_task_fails_before_anything_runs():
+    with pytest.raises(ValueError, match="Unknown GLUE task 'mnlii'; valid names: cola, sst2"):
+        glue_config.get_config("task=mnlii")
+
+
+@pytest.fixture(scope="module")
+def init_checkpoint(tmp_path_factory):
+    """A random tiny BERT with a SentencePiece vocabulary of the synthetic GLUE text."""
+    root = tmp_path_factory.mktemp("init")
+    glue_dir = write_synthetic_glue(root / "glue", seed=0)
+    texts = []
+    for task in ("sst2", "mnli"):
+        split = read_split(glue_dir, task, "train")
+        texts += split.texts_a + (split.texts_b or [])
+    tokenizer = train_sentencepiece(texts, str(root / "spm"), vocab_size=128)
+    tokenizer.save(str(root / "tokenizer"))
+    cfg = BertConfig.from_name("tiny", vocab_size=128, max_position_embeddings=64)
+    params = BertForPreTraining(cfg).init(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
+    pretrained.save(root / "ckpt", cfg, jax.device_get(params), root / "tokenizer")
+    return str(root / "ckpt")
+
+
+def run_glue(task, workdir, init, *overrides):
+    cmd = [
+        sys.executable,
+        "-m",
+        "bert_jax.main",
+        f"--config=configs/glue.py:task={task},model=tiny",
+        f"--workdir={workdir}",
+        f"--config.init_checkpoint={init}",
+        *overrides,
+    ]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(pathlib.Path(workdir, "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_sst2_fine_tune_learns_and_writes_a_valid_submission(init_checkpoint, tmp_path):
+    results = run_glue("sst2", tmp_path, init_checkpoint)
+    assert results["best/dev/accuracy"] >= 0.9  # synthetic SST-2: sentiment set by a word
+
+    # The dev metric of every epoch was logged, and the best parameters were kept.
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in rows if "dev/dev/accuracy" in r]) == 4  # one per epoch
+    assert (tmp_path / "best" / "model_config.json").exists()
+
+    # Submission: header, one row per test example in test order, the label vocabulary.
+    test = read_split(tmp_path / "glue_data", "sst2", "test")
+    with open(tmp_path / "submission" / "SST-2.tsv") as f:
+        table = list(csv.reader(f, delimiter="\t"))
+    assert table[0] == ["index", "prediction"]
+    assert [r[0] for r in table[1:]] == test.indices
+    assert {r[1] for r in table[1:]} <= set(get_task("sst2").label_names)
+
+
+@pytest.mark.slow
+def test_stsb_regression_and_mnli_two_dev_sets(init_checkpoint, tmp_path):
+    results = run_glue("stsb", tmp_path / "stsb", init_checkpoint, "--config.num_epochs=1")
+    assert set(results) >= {"best/dev/pearson", "best/dev/spearmanr"}
+    with open(tmp_path / "stsb" / "submission" / "STS-B.tsv") as f:
+        scores = [float(r[1]) for r in list(csv.reader(f, delimiter="\t"))[1:]]
+    assert all(0.0 <= s <= 5.0 for s in scores)
+
+    results = run_glue("mnli", tmp_path / "mnli", init_checkpoint, "--config.num_epochs=1")
+    assert {"best/dev_matched/accuracy", "best/dev_mismatched/accuracy"} <= set(results)
+    files = sorted(os.listdir(tmp_path / "mnli" / "submission"))
+    assert files == ["MNLI-m.tsv", "MNLI-mm.tsv"]
+    # AX: the diagnostic set predicted by the fine-tuned MNLI model.
+    run_glue("ax", tmp_path / "ax", tmp_path / "mnli")
+    with open(tmp_path / "ax" / "submission" / "AX.tsv") as f:
+        table = list(csv.reader(f, delimiter="\t"))
+    assert len(table) - 1 == len(read_split(tmp_path / "mnli" / "glue_data", "ax", "test"))
+    assert {r[1] for r in table[1:]} <= set(get_task("mnli").label_names)
+
+
+PREDICT = textwrap.dedent(
+    """
+    import sys, json, jax, numpy as np
+    if len(sys.argv) > 1:
+        jax.distributed.initialize(f"127.0.0.1:{sys.argv[1]}", 2, int(sys.argv[2]))
+    from bert_jax.finetune import predict
+    from bert_jax.sharding import make_mesh, replicated
+    mesh = make_mesh((-1, 1, 1))
+    n = 13  # not a multiple of the batch of 4
+    features = {
+        "input_ids": np.arange(n, dtype=np.int32)[:, None].repeat(3, 1),
+        "weights": np.ones(n, np.float32),
+    }
+    # A "model" that returns each row's first id, gathered to every process like the real
+    # predict_fn: every example must come back exactly once, in order.
+    model = jax.jit(lambda p, b: b["input_ids"][:, :1] * 1.0, out_shardings=replicated(mesh))
+    out = predict(model, None, features, 4, mesh)
+    print(json.dumps(out[:, 0].tolist()))
+    """
+)
+
+
+def test_evaluation_counts_every_example_once_on_one_and_two_processes():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    single = subprocess.run(
+        [sys.executable, "-c", PREDICT], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert json.loads(single.stdout.splitlines()[-1]) == list(range(13))
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PREDICT, str(port), str(i)],
+            cwd=ROOT,
+            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        assert json.loads(out.splitlines()[-1]) == list(range(13))
