@@ -373,6 +373,8 @@ def zip_submission(
             raise ValueError(f"{path}: header {header!r}, expected 'index<TAB>prediction'.")
 
     output_zip = Path(output_zip)
+    if output_zip.exists():
+        raise FileExistsError(f"{output_zip} exists; choose another name or delete it first.")
     output_zip.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(output_zip, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, paths in found.items():
@@ -393,3 +395,25 @@ def _wnli_majority_submission(data_dir: str | os.PathLike) -> str:
     logger.info("WNLI.tsv: majority class %r for %d test examples.", majority, len(indices))
     rows = [SUBMISSION_HEADER, *((index, majority) for index in indices)]
     return "".join(f"{index}\t{prediction}\n" for index, prediction in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Gathers the 11 GLUE test-server files of a set of runs into one flat zip.
+
+    python -m bert_jax.glue --runs=/runs --output=glue.zip --wnli_majority --data_dir=/data/glue
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bert_jax.glue", description=main.__doc__)
+    parser.add_argument("--runs", nargs="+", required=True, help="run dirs (searched) or files")
+    parser.add_argument("--output", required=True, help="the zip to write (must not exist)")
+    parser.add_argument("--wnli_majority", action="store_true", help="WNLI = train majority class")
+    parser.add_argument("--data_dir", help="GLUE folder (needed for --wnli_majority)")
+    args = parser.parse_args(argv)
+    path = zip_submission(args.runs, args.output, args.wnli_majority, args.data_dir)
+    print(f"Wrote {path}")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    main()

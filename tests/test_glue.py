@@ -508,6 +508,20 @@ def test_zip_submission(synthetic_dir, tmp_path):
         assert archive.read("MNLI-mm.tsv").decode().startswith("index\tprediction\n")
     with pytest.raises(ValueError, match="more than once"):
         zip_submission([tmp_path / "runs", tmp_path / "runs/rte"], tmp_path / "again.zip")
+    with pytest.raises(FileExistsError, match="glue.zip exists"):
+        zip_submission([tmp_path / "runs"], tmp_path / "out/glue.zip")
+
+
+def test_zip_command(synthetic_dir, tmp_path, capsys):
+    from bert_jax.glue import main
+
+    _write_all_submissions(synthetic_dir, tmp_path / "runs", skip={"WNLI.tsv"})
+    out = tmp_path / "glue.zip"
+    main(["--runs", str(tmp_path / "runs"), "--output", str(out), "--wnli_majority",
+          "--data_dir", str(synthetic_dir)])  # fmt: skip
+    assert f"Wrote {out}" in capsys.readouterr().out
+    with zipfile.ZipFile(out) as archive:
+        assert sorted(archive.namelist()) == sorted(EXPECTED_SUBMISSION_FILES)
 
 
 def test_zip_submission_names_missing_files(synthetic_dir, tmp_path):

@@ -132,3 +132,17 @@ def test_sharded_outputs_equal_single_device():
     assert len({s.device for s in q.addressable_shards}) == 8
     for a, b in zip(jax.tree.leaves(out8), jax.tree.leaves(out1), strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
+
+
+def test_base_parameter_count_equals_transformers():
+    import transformers
+
+    shapes = jax.eval_shape(
+        lambda: BertForPreTraining(BertConfig.from_name("base")).init(
+            jax.random.key(0), jnp.zeros((1, 8), jnp.int32)
+        )
+    )
+    ours = sum(x.size for x in jax.tree.leaves(nn.unbox(shapes["params"])))
+    with jax.default_device(jax.devices("cpu")[0]):
+        hf = transformers.BertForPreTraining(transformers.BertConfig())
+    assert ours == sum(p.numel() for p in hf.parameters()) == 110_106_428

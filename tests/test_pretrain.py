@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "synthetic"
-    prepare(str(out), synthetic=300, spm_vocab_size=256, max_seq_lengths=[32], seed=0)
+    prepare(str(out), synthetic=300, spm_vocab_size=256, max_seq_lengths=[32, 64], seed=0)
     return str(out)
 
 
@@ -160,6 +160,46 @@ def test_sigkill_after_first_checkpoint_resumes_and_finishes(data_dir, tmp_path)
     run(data_dir, tmp_path, 60, checkpoint_every_steps=5)
     assert committed_steps(tmp_path)[-1] == 60
     assert len(losses(tmp_path)) >= 60
+
+
+def test_sigterm_saves_and_exits_then_resumes(data_dir, tmp_path):
+    proc = subprocess.Popen(
+        _flags(data_dir, tmp_path, 500, checkpoint_every_steps=1000),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "preemption" in err
+    (stopped,) = committed_steps(tmp_path)  # saved at the step it was told to stop
+    assert 3 <= stopped < 500
+    run(data_dir, tmp_path, stopped + 2, checkpoint_every_steps=1000)
+    assert committed_steps(tmp_path)[-1] == stopped + 2
+
+
+def test_two_phases_switch_sequence_length(data_dir, tmp_path):
+    proc = run(
+        data_dir,
+        tmp_path,
+        6,
+        **{
+            "data.phase2_fraction": 0.5,
+            "data.phase2_seq_len": 64,
+            "data.phase2_max_predictions": 10,
+            "model.max_position_embeddings": 64,
+        },
+    )
+    assert "Phase change at step 3: seq_len 64" in proc.stderr
+    assert len(losses(tmp_path)) == 6
 
 
 KILL_DURING_SAVE = """
