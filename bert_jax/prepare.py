@@ -10,7 +10,7 @@ Vocabulary, one of: --vocab=vocab.txt [--lower_case] (WordPiece), --vocab_dir=DI
 tokenizer), --spm_vocab_size=N (train a SentencePiece model on the first --spm_sample_sentences
 sentences of the input).
 
-Output (format of a record: `bert_jax.data.pretraining.serialize_instance`):
+Output (format of a record: `bert_jax.data.pretraining.serialize_row`):
   DIR/tokenizer/                                         the tokenizer (tokenizer.save)
   DIR/seq{L}/{train,eval}-{shard:05d}-of-{num_shards:05d}.array_record   unpadded, unmasked pairs
   DIR/summary-{shard:05d}-of-{num_shards:05d}.json       counts (documents, sentences, instances,
@@ -22,6 +22,10 @@ the same buffer, not of the whole corpus; pairs are shuffled within a buffer (th
 globally). Each of --max_seq_length's lengths gets its own pairs from the same tokenized documents.
 Held-out documents (eval split, --eval_fraction) are chosen by a hash of the document's index in
 the input stream, so the choice does not depend on sharding; eval pairs are made once (no dupes).
+
+Packing (--max_pairs_per_row > 1): the pairs of a buffer are packed into rows of
+--max_seq_length tokens (best-fit decreasing); the summary's packing_efficiency (real tokens /
+row capacity) says what that buys against one pair per padded row.
 
 Sharding: worker --shard_index of --num_shards handles the documents i with
 i % num_shards == shard_index and writes only its own files. A vocabulary is trained once, not per
@@ -231,6 +235,7 @@ def prepare(
     only_vocab: bool = False,
     max_seq_lengths: Sequence[int] = (128,),
     dupe_factor: int = 10,
+    max_pairs_per_row: int = 1,
     short_seq_prob: float = 0.1,
     eval_fraction: float = 0.01,
     num_shards: int = 1,
@@ -307,6 +312,7 @@ def prepare(
     num_sentences = dict.fromkeys(SPLITS, 0)
     num_instances = {str(length): dict.fromkeys(SPLITS, 0) for length in max_seq_lengths}
     num_tokens = {str(length): dict.fromkeys(SPLITS, 0) for length in max_seq_lengths}
+    num_rows = {str(length): dict.fromkeys(SPLITS, 0) for length in max_seq_lengths}
     buffers: dict[str, list[list[list[int]]]] = {split: [] for split in SPLITS}
     num_flushes = dict.fromkeys(SPLITS, 0)
 
@@ -332,10 +338,16 @@ def prepare(
                     tokenizer.sep_id,
                 )
             ]
-            for i in rng.permutation(len(instances)):
-                writers[length, split].write(pretraining.serialize_instance(instances[i]))
-                num_tokens[str(length)][split] += len(instances[i]["input_ids"])
+            instances = [instances[i] for i in rng.permutation(len(instances))]
+            rows = [[pair] for pair in instances]
+            if max_pairs_per_row > 1:
+                rows = pretraining.pack_pairs(instances, length, max_pairs_per_row)
+                rows = [rows[i] for i in rng.permutation(len(rows))]
+            for row in rows:
+                writers[length, split].write(pretraining.serialize_row(row))
+            num_tokens[str(length)][split] += sum(len(p["input_ids"]) for p in instances)
             num_instances[str(length)][split] += len(instances)
+            num_rows[str(length)][split] += len(rows)
         num_flushes[split] += 1
         docs.clear()
 
@@ -367,12 +379,22 @@ def prepare(
         "sentences": num_sentences,
         "instances": num_instances,
         "tokens": num_tokens,
+        "rows": num_rows,
+        # Real tokens / row capacity: what packing buys against one pair per padded row.
+        "packing_efficiency": {
+            length: {
+                split: num_tokens[length][split] / max(1, num_rows[length][split] * int(length))
+                for split in SPLITS
+            }
+            for length in num_tokens
+        },
         "cleaning": dataclasses.asdict(counts),
         "tokenizer": tokenizer_dir,
         "vocab_size": tokenizer.vocab_size,
         "settings": {
             "max_seq_lengths": list(max_seq_lengths),
             "dupe_factor": dupe_factor,
+            "max_pairs_per_row": max_pairs_per_row,
             "short_seq_prob": short_seq_prob,
             "eval_fraction": eval_fraction,
             "seed": seed,
@@ -410,6 +432,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="comma-separated lengths, e.g. 128,512",
     )
     parser.add_argument("--dupe_factor", type=int, default=10)
+    parser.add_argument(
+        "--max_pairs_per_row",
+        type=int,
+        default=1,
+        help="pack up to this many pairs per row (1: no packing); train with the same "
+        "--config.data.max_pairs_per_row",
+    )
     parser.add_argument("--short_seq_prob", type=float, default=0.1)
     parser.add_argument("--eval_fraction", type=float, default=0.01)
     parser.add_argument("--num_shards", type=int, default=1)

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
-import optax
 from jax.experimental import multihost_utils
 
 from bert_jax import checkpoints, optim
@@ -30,60 +29,15 @@ from bert_jax.config_lib import to_bert_config
 from bert_jax.data import pipeline
 from bert_jax.metrics import MetricWriter, Progress, device_peak_flops, training_flops_per_token
 from bert_jax.models.heads import BertForPreTraining
+from bert_jax.objectives import loss_denominators, make_loss_fn, pretraining_terms
 from bert_jax.sharding import make_mesh, use_mesh
 from bert_jax.tokenizers import load_tokenizer
-from bert_jax.train import Batch, abstract_state, create_train_state, global_batch, make_train_step
+from bert_jax.train import abstract_state, create_train_state, global_batch, make_train_step
 
 
 # ----------------------------------------------------------------------------------------------
 # The objective.
 # ----------------------------------------------------------------------------------------------
-def loss_denominators(batch: Batch) -> dict[str, jax.Array]:
-    """Normalisers over the whole (global) batch: masked tokens, and real (unpadded) sequences."""
-    return {
-        "mlm": jnp.maximum(batch["masked_weights"].sum(), 1.0),
-        "nsp": jnp.maximum((batch["attention_mask"][:, 0] > 0).sum(), 1).astype(jnp.float32),
-    }
-
-
-def pretraining_terms(model: BertForPreTraining, params, batch: Batch, rng, deterministic: bool):
-    """Per-batch sums of the MLM and NSP losses and correct predictions, with their weights."""
-    out = model.apply(
-        {"params": params},
-        input_ids=batch["input_ids"],
-        token_type_ids=batch["token_type_ids"],
-        attention_mask=batch["attention_mask"],
-        masked_positions=batch["masked_positions"],
-        deterministic=deterministic,
-        rngs=None if deterministic else {"dropout": rng},
-    )
-    mlm_logits = out.mlm_logits.astype(jnp.float32)
-    w = batch["masked_weights"]
-    mlm_ce = optax.softmax_cross_entropy_with_integer_labels(mlm_logits, batch["masked_ids"])
-    nsp_logits = out.nsp_logits.astype(jnp.float32)
-    nsp_w = (batch["attention_mask"][:, 0] > 0).astype(jnp.float32)
-    labels = batch["next_sentence_label"]
-    nsp_ce = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, labels)
-    return {
-        "mlm_loss": (mlm_ce * w).sum(),
-        "mlm_accuracy": ((mlm_logits.argmax(-1) == batch["masked_ids"]) * w).sum(),
-        "nsp_loss": (nsp_ce * nsp_w).sum(),
-        "nsp_accuracy": ((nsp_logits.argmax(-1) == labels) * nsp_w).sum(),
-    }
-
-
-def make_loss_fn(model: BertForPreTraining, use_nsp: bool):
-    def loss_fn(params, batch, rng, denominators):
-        sums = pretraining_terms(model, params, batch, rng, deterministic=False)
-        metrics = {
-            k: v / denominators["mlm" if k.startswith("mlm") else "nsp"] for k, v in sums.items()
-        }
-        loss = metrics["mlm_loss"] + (metrics["nsp_loss"] if use_nsp else 0.0)
-        return loss, metrics
-
-    return loss_fn
-
-
 def make_eval_step(model: BertForPreTraining):
     @jax.jit
     def eval_step(params, batch):
@@ -161,6 +115,7 @@ def make_loader(config: mlc.ConfigDict, data_dir: str, split: str, step: int, **
         mask_token_ratio=d.mask_token_ratio,
         random_token_ratio=d.random_token_ratio,
         whole_word=d.whole_word,
+        max_pairs_per_row=d.max_pairs_per_row,
         dynamic=d.dynamic_masking,
         **kwargs,
     )

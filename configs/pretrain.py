@@ -53,6 +53,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     d.mask_token_ratio = 0.8  # the rest of the selected tokens: random_token_ratio random,
     d.random_token_ratio = 0.1  # and what remains kept unchanged
     d.whole_word = False
+    # >1 reads rows packed by `prepare --max_pairs_per_row` (attention stays inside each pair);
+    # give packed rows the MLM slots of all their pairs, e.g. data.max_predictions=40 at seq 128.
+    d.max_pairs_per_row = 1
     d.dynamic_masking = True  # a fresh mask every epoch (static: one mask per example)
     d.eval_batches = 20
 

@@ -45,7 +45,9 @@ def _records(data_dir: str, split: str) -> list[tuple[int, ...]]:
     records = []
     for path in sorted(glob.glob(f"{data_dir}/seq{SEQ_LEN}/{split}-*.array_record")):
         reader = ArrayRecordReader(path)
-        records += [tuple(pretraining.parse_instance(r)["input_ids"]) for r in reader.read_all()]
+        records += [
+            tuple(pair["input_ids"]) for r in reader.read_all() for pair in pretraining.parse_row(r)
+        ]
         reader.close()
     return records
 

@@ -256,34 +256,74 @@ def test_record_roundtrip():
         "token_type_ids": np.array([0, 0, 0, 0, 1, 1], np.int32),
         "next_sentence_label": 1,
     }
-    record = pretraining.serialize_instance(pair)
-    assert len(record) == 8 + 4 * 6
-    parsed = pretraining.parse_instance(record)
-    for key in ("input_ids", "token_type_ids"):
-        np.testing.assert_array_equal(parsed[key], pair[key])
-        assert parsed[key].dtype == np.int32
-    assert parsed["next_sentence_label"] == 1
+    other = {"input_ids": np.array([CLS, 5, SEP, SEP]), "token_type_ids": np.array([0, 0, 0, 1]),
+             "next_sentence_label": 0}  # fmt: skip
+    record = pretraining.serialize_row([pair, other])
+    assert len(record) == 4 + 2 * 6 + 4 * 10
+    parsed = pretraining.parse_row(record)
+    for got, want in zip(parsed, [pair, other], strict=True):
+        for key in ("input_ids", "token_type_ids"):
+            np.testing.assert_array_equal(got[key], want[key])
+            assert got[key].dtype == np.int32
+        assert got["next_sentence_label"] == want["next_sentence_label"]
     with pytest.raises(ValueError, match="re-run"):
-        pretraining.parse_instance(b"\x09" + record[1:])
+        pretraining.parse_row(b"\x09" + record[1:])
 
 
-def test_pad_example_shapes():
-    example = {
-        "input_ids": np.array([CLS, 7, SEP, 8, SEP]),
-        "token_type_ids": np.array([0, 0, 0, 1, 1]),
-        "masked_positions": np.array([1, 0]),
-        "masked_ids": np.array([7, 0]),
-        "masked_weights": np.array([1.0, 0.0]),
-        "next_sentence_label": 1,
+def _masked_pair(ids, types, positions, label):
+    return {
+        "input_ids": np.array(ids),
+        "token_type_ids": np.array(types),
+        "masked_positions": np.array(positions + [0]),
+        "masked_ids": np.array([ids[p] for p in positions] + [0]),
+        "masked_weights": np.array([1.0] * len(positions) + [0.0]),
+        "next_sentence_label": label,
     }
-    padded = pretraining.pad_example(example, 8)
+
+
+def test_assemble_row_shapes():
+    example = _masked_pair([CLS, 7, SEP, 8, SEP], [0, 0, 0, 1, 1], [1], 1)
+    padded = pretraining.assemble_row([example], 8, 2)
     assert padded["input_ids"].tolist() == [CLS, 7, SEP, 8, SEP, 0, 0, 0]
     assert padded["token_type_ids"].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
     assert padded["attention_mask"].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert padded["masked_positions"].tolist() == [1, 0]
+    assert padded["masked_weights"].tolist() == [1.0, 0.0]
     assert padded["next_sentence_label"].dtype == np.int32
     assert padded["masked_weights"].dtype == np.float32
+    assert "segment_ids" not in padded
     with pytest.raises(ValueError, match="--max_seq_length=4"):
-        pretraining.pad_example(example, 4)
+        pretraining.assemble_row([example], 4, 2)
+
+
+def test_assemble_packed_row():
+    a = _masked_pair([CLS, 7, SEP, 8, SEP], [0, 0, 0, 1, 1], [1, 3], 1)
+    b = _masked_pair([CLS, 9, SEP, 6, 6, SEP], [0, 0, 0, 1, 1, 1], [4], 0)
+    row = pretraining.assemble_row([a, b], 12, 4, max_pairs=3)
+    assert row["input_ids"].tolist() == [CLS, 7, SEP, 8, SEP, CLS, 9, SEP, 6, 6, SEP, 0]
+    assert row["token_type_ids"].tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 0]
+    assert row["segment_ids"].tolist() == [1] * 5 + [2] * 6 + [0]
+    assert row["position_ids"].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 0]
+    assert row["cls_positions"].tolist() == [0, 5, 0]
+    assert row["next_sentence_label"].tolist() == [1, 0, 0]
+    assert row["nsp_weights"].tolist() == [1.0, 1.0, 0.0]
+    assert row["masked_positions"].tolist() == [1, 3, 9, 0]  # b's position 4 moved by 5
+    assert row["masked_ids"].tolist() == [7, 8, 6, 0]
+    assert row["masked_weights"].tolist() == [1.0, 1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="max_pairs_per_row"):
+        pretraining.assemble_row([a, b], 12, 4, max_pairs=1)
+
+
+def test_pack_pairs_fits_and_keeps_every_pair():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 129, 2000)
+    pairs = [{"input_ids": np.arange(n), "id": i} for i, n in enumerate(lengths)]
+    rows = pretraining.pack_pairs(pairs, 128, 3)
+    assert sorted(p["id"] for row in rows for p in row) == list(range(2000))
+    assert all(len(row) <= 3 and sum(len(p["input_ids"]) for p in row) <= 128 for row in rows)
+    # Far fewer rows than pairs; near the lower bound set by the total number of tokens.
+    assert len(rows) < 0.75 * len(pairs)
+    assert len(rows) <= 1.1 * lengths.sum() / 128 + 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -312,7 +352,7 @@ def test_synthetic_documents_grammar_and_determinism():
 def _read_records(path: str) -> list[dict]:
     reader = ArrayRecordReader(path)
     try:
-        return [pretraining.parse_instance(r) for r in reader.read_all()]
+        return [pair for r in reader.read_all() for pair in pretraining.parse_row(r)]
     finally:
         reader.close()
 

@@ -11,7 +11,7 @@ from bert_jax import optim
 from bert_jax.interop import save_hf
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForPreTraining
-from bert_jax.pretrain import loss_denominators, make_loss_fn
+from bert_jax.objectives import loss_denominators, make_loss_fn
 from bert_jax.sharding import DEFAULT_RULES, make_mesh
 from bert_jax.train import create_train_state, global_batch, make_train_step
 
@@ -97,7 +97,10 @@ def torch_losses(model_dir, batches, optimizer_name):
         labels = np.full(b["input_ids"].shape, -100, np.int64)
         for row in range(len(labels)):
             for pos, tok, w in zip(
-                b["masked_positions"][row], b["masked_ids"][row], b["masked_weights"][row]
+                b["masked_positions"][row],
+                b["masked_ids"][row],
+                b["masked_weights"][row],
+                strict=True,
             ):
                 if w:
                     labels[row, pos] = tok

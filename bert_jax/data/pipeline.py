@@ -56,14 +56,15 @@ def record_paths(data_dir: str, split: str, seq_len: int) -> list[str]:
 
 
 class _MakeExample:
-    """Global stream position -> padded, masked example. A class, not a closure, so that grain can
-    pickle it into worker processes."""
+    """Global stream position -> masked, fixed-shape row. A class, not a closure, so that grain
+    can pickle it into worker processes."""
 
     def __init__(
         self,
         source: grain.sources.ArrayRecordDataSource,
         stream: grain.MapDataset,
         seq_len: int,
+        max_pairs: int,
         seed: int,
         dynamic: bool,
         masking: dict[str, Any],
@@ -72,26 +73,35 @@ class _MakeExample:
         self._stream = stream
         self._num_records = len(source)
         self._seq_len = seq_len
+        self._max_pairs = max_pairs
         self._seed = seed
         self._dynamic = dynamic
         self._masking = masking
 
     def __call__(self, position: int) -> dict[str, np.ndarray]:
-        if position >= len(self._stream):  # padding that fills the last global batch
-            return _padding_example(self._seq_len, self._masking["max_predictions"])
-        key = self._stream[position]
-        instance = pretraining.parse_instance(self._source[key])
-        epoch = position // self._num_records
-        # Seeded by the record key, not the stream position: the mask does not depend on the
-        # shuffle or on the number of processes.
-        entropy = [self._seed, epoch, key] if self._dynamic else [self._seed, key]
-        masked, positions, ids, weights = pretraining.mask_tokens(
-            instance["input_ids"], np.random.default_rng(entropy), **self._masking
+        pairs = []
+        if position < len(self._stream):  # else: padding that fills the last global batch
+            key = self._stream[position]
+            epoch = position // self._num_records
+            for i, pair in enumerate(pretraining.parse_row(self._source[key])):
+                # Seeded by the record key, not the stream position: the mask does not depend on
+                # the shuffle or on the number of processes.
+                entropy = [self._seed, epoch, key, i] if self._dynamic else [self._seed, key, i]
+                masked, positions, ids, weights = pretraining.mask_tokens(
+                    pair["input_ids"], np.random.default_rng(entropy), **self._masking
+                )
+                pairs.append(
+                    {
+                        **pair,
+                        "input_ids": masked,
+                        "masked_positions": positions,
+                        "masked_ids": ids,
+                        "masked_weights": weights,
+                    }
+                )
+        return pretraining.assemble_row(
+            pairs, self._seq_len, self._masking["max_predictions"], self._max_pairs
         )
-        instance.update(
-            input_ids=masked, masked_positions=positions, masked_ids=ids, masked_weights=weights
-        )
-        return pretraining.pad_example(instance, self._seq_len)
 
 
 class _GlobalPosition:
@@ -112,22 +122,6 @@ class _GlobalPosition:
         return batch * self._global + self._offset + i
 
 
-def _padding_example(seq_len: int, max_predictions: int) -> dict[str, np.ndarray]:
-    empty = np.zeros(0, np.int32)
-    no_predictions = np.zeros(max_predictions, np.int32)
-    return pretraining.pad_example(
-        {
-            "input_ids": empty,
-            "token_type_ids": empty,
-            "masked_positions": no_predictions,
-            "masked_ids": no_predictions,
-            "masked_weights": np.zeros(max_predictions, np.float32),
-            "next_sentence_label": 0,
-        },
-        seq_len,
-    )
-
-
 def _stack(examples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {key: np.stack([row[key] for row in examples]) for key in examples[0]}
 
@@ -144,6 +138,7 @@ def make_pretraining_loader(
     mask_token_ratio: float = 0.8,
     random_token_ratio: float = 0.1,
     whole_word: bool = False,
+    max_pairs_per_row: int = 1,
     dynamic: bool = True,
     shuffle: bool = True,
     num_epochs: int | None = None,
@@ -164,6 +159,8 @@ def make_pretraining_loader(
       seed: shuffle and masking seed (non-negative, < 2**32).
       masked_lm_prob, max_predictions, mask_token_ratio, random_token_ratio, whole_word: masking,
         as `pretraining.mask_tokens`.
+      max_pairs_per_row: 1 for plain rows; the --max_pairs_per_row of data packed by
+        `prepare --pack` (rows then carry segment_ids, position_ids, cls_positions, nsp_weights).
       dynamic: a new mask every epoch (True) or the same mask every epoch (False).
       shuffle: shuffle every epoch.
       num_epochs: None repeats forever; a number makes a finite stream (every record once per
@@ -218,7 +215,7 @@ def make_pretraining_loader(
     num_batches = len(stream) // global_batch_size
     if finite:  # the last global batch is completed with padding examples
         num_batches = math.ceil(len(stream) / global_batch_size)
-    make_example = _MakeExample(source, stream, seq_len, seed, dynamic, masking)
+    make_example = _MakeExample(source, stream, seq_len, max_pairs_per_row, seed, dynamic, masking)
     # Batched before to_iter_dataset: worker processes then take whole batches in turn, so the
     # batches do not depend on worker_count.
     batches = (

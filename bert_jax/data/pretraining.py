@@ -4,8 +4,9 @@ Follows google-research/bert `create_pretraining_data.py`, split in two so maski
 every epoch (dynamic masking) instead of being frozen into the files:
 
 1. `create_instances` (offline, in `bert_jax.prepare`): sentence pairs [CLS] a [SEP] b [SEP],
-   stored unpadded with the NSP label, one record per pair (`serialize_instance`).
-2. `mask_tokens` + `pad_example` (online, in `bert_jax.data.pipeline`): the 80/10/10 masked-LM
+   stored unpadded with the NSP label, one record per row (`serialize_row`): a pair, or several
+   packed together (`pack_pairs`).
+2. `mask_tokens` + `assemble_row` (online, in `bert_jax.data.pipeline`): the 80/10/10 masked-LM
    corruption and padding to fixed shapes.
 
 Usage:
@@ -142,42 +143,88 @@ def create_instances(
     return instances
 
 
-# Record format, one array_record record per pair: an 8-byte little-endian header
-# (uint8 format version, uint8 next_sentence_label, uint16 num_tokens, uint16 num_type0_tokens,
-# 2 bytes padding) followed by num_tokens little-endian int32 token ids. Token types are 0 for the
-# first num_type0_tokens tokens ([CLS] a [SEP]) and 1 after, so they are not stored.
-_RECORD_HEADER = struct.Struct("<BBHHxx")
-_RECORD_VERSION = 1
+# Record format, one array_record record per row: a row is one sentence pair, or several packed
+# into one sequence (`pack_pairs`). Little-endian: a 4-byte header (uint8 format version, uint8
+# number of pairs, 2 bytes padding), then per pair 6 bytes (uint8 next_sentence_label, 1 byte
+# padding, uint16 num_tokens, uint16 num_type0_tokens), then the pairs' int32 token ids one after
+# the other. Token types are 0 for the first num_type0_tokens tokens of a pair ([CLS] a [SEP]) and
+# 1 after, so they are not stored.
+_ROW_HEADER = struct.Struct("<BBxx")
+_PAIR_HEADER = struct.Struct("<BxHH")
+_RECORD_VERSION = 2
 
 
-def serialize_instance(instance: Mapping[str, Any]) -> bytes:
-    """Encodes a `create_instances` pair as bytes (format above); inverse of `parse_instance`.
+def serialize_row(pairs: Sequence[Mapping[str, Any]]) -> bytes:
+    """Encodes one row of `create_instances` pairs as bytes (format above); see `parse_row`.
 
     Usage:
         >>> pair = {"input_ids": np.array([2, 7, 3, 8, 3]),
         ...         "token_type_ids": np.array([0, 0, 0, 1, 1]), "next_sentence_label": 1}
-        >>> parse_instance(serialize_instance(pair))["next_sentence_label"]
-        1
+        >>> [p["next_sentence_label"] for p in parse_row(serialize_row([pair, pair]))]
+        [1, 1]
     """
-    input_ids = np.asarray(instance["input_ids"], "<i4")
-    num_type0 = int(np.count_nonzero(np.asarray(instance["token_type_ids"]) == 0))
-    header = _RECORD_HEADER.pack(
-        _RECORD_VERSION, int(instance["next_sentence_label"]), len(input_ids), num_type0
-    )
-    return header + input_ids.tobytes()
+    parts = [_ROW_HEADER.pack(_RECORD_VERSION, len(pairs))]
+    for pair in pairs:
+        num_type0 = int(np.count_nonzero(np.asarray(pair["token_type_ids"]) == 0))
+        label = int(pair["next_sentence_label"])
+        parts.append(_PAIR_HEADER.pack(label, len(pair["input_ids"]), num_type0))
+    parts += [np.asarray(pair["input_ids"], "<i4").tobytes() for pair in pairs]
+    return b"".join(parts)
 
 
-def parse_instance(record: bytes) -> dict[str, Any]:
-    """Decodes `serialize_instance` bytes into input_ids, token_type_ids, next_sentence_label."""
-    version, label, num_tokens, num_type0 = _RECORD_HEADER.unpack_from(record)
+def parse_row(record: bytes) -> list[dict[str, Any]]:
+    """Decodes `serialize_row` bytes: per pair input_ids, token_type_ids, next_sentence_label."""
+    version, num_pairs = _ROW_HEADER.unpack_from(record)
     if version != _RECORD_VERSION:
         raise ValueError(
             f"Unknown pretraining record version {version} (this code reads {_RECORD_VERSION}); "
             "re-run `python -m bert_jax.prepare` with this version of bert_jax."
         )
-    input_ids = np.frombuffer(record, "<i4", num_tokens, _RECORD_HEADER.size).astype(np.int32)
-    token_type_ids = (np.arange(num_tokens) >= num_type0).astype(np.int32)
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "next_sentence_label": label}
+    offset = _ROW_HEADER.size + num_pairs * _PAIR_HEADER.size
+    pairs = []
+    for i in range(num_pairs):
+        label, num_tokens, num_type0 = _PAIR_HEADER.unpack_from(
+            record, _ROW_HEADER.size + i * _PAIR_HEADER.size
+        )
+        input_ids = np.frombuffer(record, "<i4", num_tokens, offset).astype(np.int32)
+        offset += 4 * num_tokens
+        pairs.append(
+            {
+                "input_ids": input_ids,
+                "token_type_ids": (np.arange(num_tokens) >= num_type0).astype(np.int32),
+                "next_sentence_label": label,
+            }
+        )
+    return pairs
+
+
+def pack_pairs(
+    pairs: Sequence[Mapping[str, Any]], seq_len: int, max_pairs_per_row: int
+) -> list[list[Mapping[str, Any]]]:
+    """Packs pairs into rows of at most ``seq_len`` tokens and ``max_pairs_per_row`` pairs.
+
+    Best-fit decreasing: the longest pairs are placed first, each into the open row whose room
+    fits it most tightly (rows are kept in buckets by their room, so this stays fast on the
+    hundred thousand pairs of a buffer). Deterministic given ``pairs``.
+
+    >>> rows = pack_pairs([{"input_ids": [0] * n} for n in (6, 3, 5, 2)], 8, 2)
+    >>> [[len(p["input_ids"]) for p in row] for row in rows]
+    [[6, 2], [5, 3]]
+    """
+    rows: list[list[Mapping[str, Any]]] = []
+    by_room: list[list[int]] = [[] for _ in range(seq_len + 1)]  # room -> open rows
+    for pair in sorted(pairs, key=lambda p: -len(p["input_ids"])):
+        n = len(pair["input_ids"])
+        room = next((r for r in range(n, seq_len + 1) if by_room[r]), None)
+        if room is None:
+            rows.append([pair])
+            index, room = len(rows) - 1, seq_len
+        else:
+            index = by_room[room].pop()
+            rows[index].append(pair)
+        if len(rows[index]) < max_pairs_per_row:
+            by_room[room - n].append(index)
+    return rows
 
 
 def mask_tokens(
@@ -282,40 +329,77 @@ def mask_tokens(
     return masked, masked_positions, masked_ids, masked_weights
 
 
-def pad_example(example: Mapping[str, Any], seq_len: int) -> dict[str, np.ndarray]:
-    """Pads one masked example to fixed shapes (the collate step before batching).
+def assemble_row(
+    pairs: Sequence[Mapping[str, Any]], seq_len: int, max_predictions: int, max_pairs: int = 1
+) -> dict[str, np.ndarray]:
+    """Lays masked pairs side by side in one fixed-shape row (the collate step before batching).
 
     Args:
-      example: input_ids and token_type_ids (int[n], n <= seq_len), masked_positions, masked_ids,
-        masked_weights (already [max_predictions]) and next_sentence_label (int).
-      seq_len: the padded length.
+      pairs: each with input_ids and token_type_ids (int[n]), and masked_positions, masked_ids,
+        masked_weights (as `mask_tokens` returns them) and next_sentence_label. No pairs at all
+        makes a padding row (evaluation), marked by attention_mask[0] == 0.
+      seq_len: the padded length; the pairs' tokens must fit.
+      max_predictions: masked-LM slots of the row; the pairs' predictions fill them in order.
+      max_pairs: 1 for plain rows; more for packed rows, which then also carry segment_ids (pair
+        1, 2, ...; 0 = padding), position_ids restarting in every pair, cls_positions and
+        nsp_weights, with next_sentence_label one per pair slot.
 
     Returns:
       input_ids, token_type_ids, attention_mask int32[seq_len]; masked_positions, masked_ids
-      int32[max_predictions]; masked_weights float32[max_predictions]; next_sentence_label int32[].
-      An example with no tokens (evaluation padding) has attention_mask[0] == 0, which is what
-      marks it: its NSP weight is attention_mask[0] and its masked_weights are zero.
+      int32[max_predictions]; masked_weights float32[max_predictions]; next_sentence_label int32[]
+      (int32[max_pairs] when packed).
 
     Usage:
-        >>> ex = {"input_ids": np.array([2, 4, 3]), "token_type_ids": np.zeros(3, int),
-        ...       "masked_positions": np.array([1]), "masked_ids": np.array([9]),
-        ...       "masked_weights": np.array([1.0]), "next_sentence_label": 0}
-        >>> pad_example(ex, 8)["attention_mask"].tolist()
+        >>> pair = {"input_ids": np.array([2, 4, 3]), "token_type_ids": np.zeros(3, int),
+        ...         "masked_positions": np.array([1]), "masked_ids": np.array([9]),
+        ...         "masked_weights": np.array([1.0]), "next_sentence_label": 0}
+        >>> assemble_row([pair], 8, 2)["attention_mask"].tolist()
         [1, 1, 1, 0, 0, 0, 0, 0]
+        >>> assemble_row([pair, pair], 8, 2, max_pairs=2)["masked_positions"].tolist()
+        [1, 4]
     """
-    num_tokens = len(example["input_ids"])
-    if num_tokens > seq_len:
+    num_tokens = sum(len(p["input_ids"]) for p in pairs)
+    if num_tokens > seq_len or len(pairs) > max_pairs:
         raise ValueError(
-            f"Example of {num_tokens} tokens does not fit seq_len={seq_len}: read the data "
-            f"prepared for this length (prepare --max_seq_length={seq_len})."
+            f"A row of {len(pairs)} pairs and {num_tokens} tokens does not fit seq_len={seq_len} "
+            f"and max_pairs_per_row={max_pairs}: read data prepared for this length "
+            f"(prepare --max_seq_length={seq_len}), with --config.data.max_pairs_per_row at least "
+            "the --max_pairs_per_row it was packed with."
         )
-    padded = {}
-    for key in ("input_ids", "token_type_ids"):
-        padded[key] = np.zeros(seq_len, np.int32)
-        padded[key][:num_tokens] = example[key]
-    padded["attention_mask"] = (np.arange(seq_len) < num_tokens).astype(np.int32)
-    padded["masked_positions"] = np.asarray(example["masked_positions"], np.int32)
-    padded["masked_ids"] = np.asarray(example["masked_ids"], np.int32)
-    padded["masked_weights"] = np.asarray(example["masked_weights"], np.float32)
-    padded["next_sentence_label"] = np.int32(example["next_sentence_label"])
-    return padded
+    row = {key: np.zeros(seq_len, np.int32) for key in ("input_ids", "token_type_ids")}
+    row["attention_mask"] = (np.arange(seq_len) < num_tokens).astype(np.int32)
+    segments = np.zeros(seq_len, np.int32)
+    positions = np.zeros(seq_len, np.int32)
+    starts, masked = [], []
+    start = 0
+    for i, pair in enumerate(pairs):
+        n = len(pair["input_ids"])
+        row["input_ids"][start : start + n] = pair["input_ids"]
+        row["token_type_ids"][start : start + n] = pair["token_type_ids"]
+        segments[start : start + n] = i + 1
+        positions[start : start + n] = np.arange(n)
+        chosen = np.asarray(pair["masked_weights"]) > 0
+        masked.append((np.asarray(pair["masked_positions"])[chosen] + start,
+                       np.asarray(pair["masked_ids"])[chosen]))  # fmt: skip
+        starts.append(start)
+        start += n
+    chosen_positions = np.concatenate([m[0] for m in masked] or [[]])[:max_predictions]
+    chosen_ids = np.concatenate([m[1] for m in masked] or [[]])[:max_predictions]
+    num = len(chosen_positions)
+    row["masked_positions"] = np.zeros(max_predictions, np.int32)
+    row["masked_ids"] = np.zeros(max_predictions, np.int32)
+    row["masked_weights"] = np.zeros(max_predictions, np.float32)
+    row["masked_positions"][:num] = chosen_positions
+    row["masked_ids"][:num] = chosen_ids
+    row["masked_weights"][:num] = 1.0
+    labels = [int(p["next_sentence_label"]) for p in pairs]
+    if max_pairs == 1:
+        row["next_sentence_label"] = np.int32(labels[0] if labels else 0)
+        return row
+    pad = max_pairs - len(pairs)
+    row["segment_ids"] = segments
+    row["position_ids"] = positions
+    row["cls_positions"] = np.array(starts + [0] * pad, np.int32)
+    row["next_sentence_label"] = np.array(labels + [0] * pad, np.int32)
+    row["nsp_weights"] = np.array([1.0] * len(pairs) + [0.0] * pad, np.float32)
+    return row

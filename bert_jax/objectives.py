@@ -1,0 +1,90 @@
+"""The pretraining objective: masked LM + next-sentence prediction, as sums over a batch.
+
+Kept apart from ``bert_jax.pretrain`` (which needs grain, orbax and ml_collections) so that
+benchmarks and tests can build the exact training step without the input pipeline.
+
+Usage::
+
+    step = make_train_step(
+        make_loss_fn(BertForPreTraining(cfg), use_nsp=True), loss_denominators, tx, shardings,
+        mesh, rules,
+    )
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bert_jax.models.heads import BertForPreTraining
+from bert_jax.train import Batch, LossFn
+
+
+# Fields of packed rows (several pairs per row); plain rows have none of them.
+PACKED_FIELDS = ("segment_ids", "position_ids", "cls_positions")
+
+
+def nsp_weights(batch: Batch) -> jax.Array:
+    """1 for every real sentence pair: [batch] for plain rows (a padding row has no tokens),
+    [batch, max_pairs] for packed rows (empty pair slots weigh 0)."""
+    if "nsp_weights" in batch:
+        return batch["nsp_weights"]
+    return (batch["attention_mask"][:, 0] > 0).astype(jnp.float32)
+
+
+def loss_denominators(batch: Batch) -> dict[str, jax.Array]:
+    """Normalisers over the whole (global) batch: masked tokens, and real sentence pairs."""
+    return {
+        "mlm": jnp.maximum(batch["masked_weights"].sum(), 1.0),
+        "nsp": jnp.maximum(nsp_weights(batch).sum(), 1.0),
+    }
+
+
+def pretraining_terms(model: BertForPreTraining, params, batch: Batch, rng, deterministic: bool):
+    """Per-batch sums of the MLM and NSP losses and correct predictions.
+
+    Packed rows (``segment_ids``, ``position_ids``, ``cls_positions``) go through the same model
+    call: attention stays inside each pair, positions restart, and NSP reads each pair's [CLS].
+    """
+    out = model.apply(
+        {"params": params},
+        input_ids=batch["input_ids"],
+        token_type_ids=batch["token_type_ids"],
+        attention_mask=batch["attention_mask"],
+        masked_positions=batch["masked_positions"],
+        **{k: batch[k] for k in PACKED_FIELDS if k in batch},
+        deterministic=deterministic,
+        rngs=None if deterministic else {"dropout": rng},
+    )
+    mlm_logits = out.mlm_logits.astype(jnp.float32)
+    w = batch["masked_weights"]
+    mlm_ce = optax.softmax_cross_entropy_with_integer_labels(mlm_logits, batch["masked_ids"])
+    nsp_logits = out.nsp_logits.astype(jnp.float32)
+    nsp_w = nsp_weights(batch)
+    labels = batch["next_sentence_label"]
+    nsp_ce = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, labels)
+    return {
+        "mlm_loss": (mlm_ce * w).sum(),
+        "mlm_accuracy": ((mlm_logits.argmax(-1) == batch["masked_ids"]) * w).sum(),
+        "nsp_loss": (nsp_ce * nsp_w).sum(),
+        "nsp_accuracy": ((nsp_logits.argmax(-1) == labels) * nsp_w).sum(),
+    }
+
+
+def make_loss_fn(model: BertForPreTraining, use_nsp: bool) -> LossFn:
+    """The training loss for ``bert_jax.train.make_train_step``: MLM (+ NSP when ``use_nsp``).
+
+    Each term is a batch sum divided by a whole-batch denominator (:func:`loss_denominators`), so
+    micro-batch losses add up to the full-batch loss.
+    """
+
+    def loss_fn(params, batch, rng, denominators):
+        sums = pretraining_terms(model, params, batch, rng, deterministic=False)
+        metrics = {
+            k: v / denominators["mlm" if k.startswith("mlm") else "nsp"] for k, v in sums.items()
+        }
+        loss = metrics["mlm_loss"] + (metrics["nsp_loss"] if use_nsp else 0.0)
+        return loss, metrics
+
+    return loss_fn
