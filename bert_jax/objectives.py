@@ -20,7 +20,6 @@ import optax
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.train import Batch, LossFn
 
-
 # Fields of packed rows (several pairs per row); plain rows have none of them.
 PACKED_FIELDS = ("segment_ids", "position_ids", "cls_positions")
 
