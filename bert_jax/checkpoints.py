@@ -29,7 +29,7 @@ import ml_collections as mlc
 import orbax.checkpoint as ocp
 
 from bert_jax import pretrained
-from bert_jax.models.bert import BertConfig
+from bert_jax.models.bert import BertConfig, to_layer_layout
 
 TOKENIZER_DIR = "tokenizer"  # every run keeps the tokenizer it used in WORKDIR/tokenizer
 BEST_DIR = "best"  # fine-tuning keeps its best parameters there, in the converted format
@@ -188,7 +188,11 @@ def load_init_checkpoint(path: str) -> tuple[BertConfig, dict, str]:
 
 
 def merge_params(loaded: dict, fresh: dict, what: str) -> dict:
-    """``loaded`` where it has a parameter, ``fresh`` elsewhere; shapes must agree."""
+    """``loaded`` where it has a parameter, ``fresh`` elsewhere; shapes must agree.
+
+    ``loaded`` may have either layer layout (one subtree per layer, or stacked for scan_layers).
+    """
+    loaded = to_layer_layout(loaded, scan_layers="layers" in fresh["bert"])
 
     def merge(path, fresh_leaf):
         node = loaded

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from bert_jax.models.bert import BertConfig
+from bert_jax.models.bert import BertConfig, to_layer_layout
 from bert_jax.models.heads import BertForPreTraining
 
 Path_ = tuple[str, ...]
@@ -421,7 +421,8 @@ def save_hf(
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to replace it.")
-    flat = traverse_util.flatten_dict(jax.device_get(nn.unbox(dict(params))))
+    params = to_layer_layout(nn.unbox(dict(params)), scan_layers=False)
+    flat = traverse_util.flatten_dict(jax.device_get(params))
     table = [p for p in _param_table(model_config.num_layers) if p.path in flat]
     unexpected = sorted("/".join(k) for k in set(flat) - {p.path for p in table})
     if unexpected:

@@ -1,5 +1,7 @@
 """The encoder and heads: shapes, options, and sharded execution equal to single-device."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -146,3 +148,37 @@ def test_base_parameter_count_equals_transformers():
     with jax.default_device(jax.devices("cpu")[0]):
         hf = transformers.BertForPreTraining(transformers.BertConfig())
     assert ours == sum(p.numel() for p in hf.parameters()) == 110_106_428
+
+
+def test_scan_and_remat_compute_the_same_function():
+    """Scanned and rematerialised layers give the plain model's outputs and gradients."""
+    from bert_jax.models.bert import to_layer_layout
+
+    x = {k: jnp.asarray(v) for k, v in _inputs().items()}
+    plain = BertForPreTraining(CFG)
+    params = nn.unbox(plain.init(jax.random.key(0), x["input_ids"])["params"])
+
+    def loss(model, p):
+        out = model.apply({"params": p}, **x)
+        return out.mlm_logits.sum() + out.nsp_logits.sum(), out
+
+    (ref_loss, ref_out), ref_grads = jax.value_and_grad(lambda p: loss(plain, p), has_aux=True)(
+        params
+    )
+    for options in (
+        dict(scan_layers=True),
+        dict(remat="full"),
+        dict(scan_layers=True, remat="dots"),
+    ):
+        cfg = dataclasses.replace(CFG, **options)
+        model = BertForPreTraining(cfg)
+        p = to_layer_layout(params, cfg.scan_layers)
+        shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x["input_ids"])["params"])
+        assert jax.tree.structure(nn.unbox(shapes)) == jax.tree.structure(p), options
+        (value, out), grads = jax.value_and_grad(lambda p: loss(model, p), has_aux=True)(p)
+        np.testing.assert_allclose(value, ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(out.sequence_output, ref_out.sequence_output, atol=1e-5)
+        back = to_layer_layout(grads, scan_layers=False)
+        for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(ref_grads), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert to_layer_layout(to_layer_layout(params, True), False).keys() == params.keys()

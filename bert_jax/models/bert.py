@@ -41,6 +41,12 @@ ACTIVATIONS = {
     "relu": jax.nn.relu,
 }
 
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -65,6 +71,12 @@ class BertConfig:
     # "xla" (portable), "cudnn" (fused flash attention on GPU) or None (let JAX choose). Attention
     # dropout needs the probabilities, so while it is active the explicit softmax path is used.
     attention_impl: str | None = "xla"
+    # Memory and compile time: scan one compiled layer over stacked parameters (params then live
+    # under bert/layers with a leading "layers" axis; `to_layer_layout` converts), and recompute
+    # activations in the backward pass: "none", "full" (each layer) or "dots" (keep matmul
+    # outputs, recompute the rest).
+    scan_layers: bool = False
+    remat: str = "none"
 
     def __post_init__(self):
         if self.hidden_act not in ACTIVATIONS:
@@ -75,6 +87,8 @@ class BertConfig:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}."
             )
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"Unknown remat {self.remat!r}; choose one of {list(REMAT_POLICIES)}.")
         for field in ("dtype", "param_dtype"):
             if getattr(self, field) not in _DTYPES:
                 raise ValueError(
@@ -260,6 +274,36 @@ class TransformerLayer(nn.Module):
         return constrain(x, "activation_batch", "activation_length", "activation_embed")
 
 
+class _ScanStep(nn.Module):
+    """One layer as an ``nn.scan`` step: carries the hidden states, shares mask and mode."""
+
+    cfg: BertConfig
+    layer: type[nn.Module]
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic):
+        return self.layer(self.cfg, name="layer")(x, mask, deterministic), None
+
+
+def to_layer_layout(params: Mapping[str, Any], scan_layers: bool) -> dict[str, Any]:
+    """Converts a parameter tree between one subtree per layer (``bert/layer_{i}``, the layout of
+    checkpoints and interop) and stacked layers (``bert/layers/layer``, for ``scan_layers``).
+
+    Trees already in the requested layout come back unchanged.
+    """
+    bert = dict(params["bert"])
+    per_layer = sorted((k for k in bert if k.startswith("layer_")), key=lambda k: int(k[6:]))
+    if scan_layers and per_layer:
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *(bert.pop(k) for k in per_layer))
+        bert["layers"] = {"layer": stacked}
+    elif not scan_layers and "layers" in bert:
+        stacked = bert.pop("layers")["layer"]
+        num_layers = jax.tree.leaves(stacked)[0].shape[0]
+        for i in range(num_layers):
+            bert[f"layer_{i}"] = jax.tree.map(lambda x, i=i: x[i], stacked)
+    return {**params, "bert": bert}
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class EncoderOutput:
@@ -278,11 +322,24 @@ class BertModel(nn.Module):
     cfg: BertConfig
 
     def setup(self):
-        self.embeddings = Embeddings(self.cfg)
-        self.layers = [
-            TransformerLayer(self.cfg, name=f"layer_{i}") for i in range(self.cfg.num_layers)
-        ]
-        self.pooler = dense(self.cfg, self.cfg.hidden_size, ("embed", None), name="pooler")
+        cfg = self.cfg
+        self.embeddings = Embeddings(cfg)
+        layer = TransformerLayer
+        if cfg.remat != "none":
+            # argnum 3 (counting self) is `deterministic`, a Python bool.
+            layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat], static_argnums=(3,))
+        if cfg.scan_layers:
+            self.layers = nn.scan(
+                _ScanStep,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast, nn.broadcast),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(cfg, layer, name="layers")
+        else:
+            self.layers = [layer(cfg, name=f"layer_{i}") for i in range(cfg.num_layers)]
+        self.pooler = dense(cfg, cfg.hidden_size, ("embed", None), name="pooler")
 
     def __call__(
         self,
@@ -305,8 +362,11 @@ class BertModel(nn.Module):
         mask = attention_mask_from_segments(segment_ids)
 
         x = self.embeddings(input_ids, token_type_ids, position_ids, deterministic)
-        for layer in self.layers:
-            x = layer(x, mask, deterministic)
+        if self.cfg.scan_layers:
+            x, _ = self.layers(x, mask, deterministic)
+        else:
+            for layer in self.layers:
+                x = layer(x, mask, deterministic)
 
         # The pooler reads the [CLS] token of each sequence (of each packed pair when packed).
         if cls_positions is None:
