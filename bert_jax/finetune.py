@@ -215,22 +215,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     if total_steps < 0:
         total_steps = math.ceil(config.num_epochs * steps_per_epoch)
     eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
-    schedule = optim.make_schedule(
-        config.schedule,
-        config.learning_rate,
-        total_steps,
-        round(config.warmup_fraction * total_steps),
-        end_lr=config.end_learning_rate,
-        power=config.schedule_power,
-    )
-    tx = optim.make_optimizer(
-        config.optimizer,
-        schedule,
-        weight_decay=config.weight_decay,
-        b1=config.b1,
-        b2=config.b2,
-        eps=config.eps,
-        clip_norm=config.clip_norm or None,
+    schedule, tx = optim.from_config(
+        config, total_steps, round(config.warmup_fraction * total_steps)
     )
     dummy = jnp.zeros((1, config.max_seq_length), jnp.int32)
     state, shardings = create_train_state(

@@ -226,3 +226,27 @@ def make_optimizer(
     if clip_norm is None:
         return tx
     return optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+
+
+def from_config(
+    config, total_steps: int, warmup_steps: int
+) -> tuple[optax.Schedule, optax.GradientTransformation]:
+    """The schedule and optimizer an experiment config describes (``bert_jax.config_lib``)."""
+    schedule = make_schedule(
+        config.schedule,
+        config.learning_rate,
+        total_steps,
+        warmup_steps,
+        end_lr=config.end_learning_rate,
+        power=config.schedule_power,
+    )
+    tx = make_optimizer(
+        config.optimizer,
+        schedule,
+        weight_decay=config.weight_decay,
+        b1=config.b1,
+        b2=config.b2,
+        eps=config.eps,
+        clip_norm=config.clip_norm or None,
+    )
+    return schedule, tx

@@ -195,23 +195,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         )
 
     # --- Optimizer and sharded state.
-    schedule = optim.make_schedule(
-        config.schedule,
-        config.learning_rate,
-        config.total_steps,
-        config.warmup_steps,
-        end_lr=config.end_learning_rate,
-        power=config.schedule_power,
-    )
-    tx = optim.make_optimizer(
-        config.optimizer,
-        schedule,
-        weight_decay=config.weight_decay,
-        b1=config.b1,
-        b2=config.b2,
-        eps=config.eps,
-        clip_norm=config.clip_norm or None,
-    )
+    schedule, tx = optim.from_config(config, config.total_steps, config.warmup_steps)
     dummy = jnp.zeros((1, config.data.seq_len), jnp.int32)
 
     def init_params(rng):
@@ -305,6 +289,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                     b for _, b in zip(range(config.data.eval_batches), eval_loader, strict=False)
                 )
                 last_eval = evaluate(eval_step, state.params, batches, mesh, rules)
+                if not config.nsp:  # an untrained head's accuracy would only mislead
+                    last_eval = {k: v for k, v in last_eval.items() if "nsp" not in k}
                 writer.write(step, last_eval)
                 logging.info("step %d %s", step, last_eval)
                 t0 = time.monotonic()
