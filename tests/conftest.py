@@ -11,3 +11,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("USE_TF", "0")
 os.environ.setdefault("USE_FLAX", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import socket  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, for a local jax.distributed coordinator."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

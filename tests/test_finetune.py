@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import textwrap
@@ -125,7 +124,7 @@ PREDICT = textwrap.dedent(
 )
 
 
-def test_evaluation_counts_every_example_once_on_one_and_two_processes():
+def test_evaluation_counts_every_example_once_on_one_and_two_processes(free_port):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     single = subprocess.run(
         [sys.executable, "-c", PREDICT], cwd=ROOT, env=env, capture_output=True, text=True
@@ -133,12 +132,9 @@ def test_evaluation_counts_every_example_once_on_one_and_two_processes():
     assert single.returncode == 0, single.stderr[-3000:]
     assert json.loads(single.stdout.splitlines()[-1]) == list(range(13))
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", PREDICT, str(port), str(i)],
+            [sys.executable, "-c", PREDICT, str(free_port), str(i)],
             cwd=ROOT,
             env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
             stdout=subprocess.PIPE,

@@ -1,6 +1,7 @@
 """The encoder and heads: shapes, options, and sharded execution equal to single-device."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -173,9 +174,9 @@ def test_scan_and_remat_compute_the_same_function():
         cfg = dataclasses.replace(CFG, **options)
         model = BertForPreTraining(cfg)
         p = to_layer_layout(params, cfg.scan_layers)
-        shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x["input_ids"])["params"])
+        shapes = jax.eval_shape(model.init, jax.random.key(0), x["input_ids"])["params"]
         assert jax.tree.structure(nn.unbox(shapes)) == jax.tree.structure(p), options
-        (value, out), grads = jax.value_and_grad(lambda p: loss(model, p), has_aux=True)(p)
+        (value, out), grads = jax.value_and_grad(functools.partial(loss, model), has_aux=True)(p)
         np.testing.assert_allclose(value, ref_loss, rtol=1e-5)
         np.testing.assert_allclose(out.sequence_output, ref_out.sequence_output, atol=1e-5)
         back = to_layer_layout(grads, scan_layers=False)

@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -114,15 +113,13 @@ def test_one_device_equals_eight_device_mesh(data_dir, straight, tmp_path):
     np.testing.assert_allclose(losses(tmp_path), straight, rtol=1e-4)
 
 
-def test_two_processes_equal_one(data_dir, straight, tmp_path):
+def test_two_processes_equal_one(data_dir, straight, tmp_path, free_port):
     """Two local processes with 4 devices each, joined by jax.distributed, on a (2,2,2) mesh."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     procs = [
         subprocess.Popen(
             _flags(data_dir, tmp_path, 12, mesh_shape="(2,2,2)")
-            + [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
+            + [f"--coordinator_address=127.0.0.1:{free_port}", "--num_processes=2"]
+            + [f"--process_id={i}"],
             cwd=ROOT,
             env=_env(4),
             stdout=subprocess.PIPE,

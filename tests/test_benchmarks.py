@@ -1,0 +1,110 @@
+"""The benchmarks run end to end at tiny sizes and report what they promise; the results-table
+helper keeps each benchmark's rows in its own table."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import append_result
+from benchmarks.train_step import make_batch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(module: str, *args: str) -> tuple[dict, str]:
+    # One fake CPU device as on a real CPU machine, instead of the suite's eight.
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args, "--no_results_file"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_reports_all_implementations():
+    result, stdout = _run(
+        "benchmarks.train_step",
+        "--model=tiny",
+        "--seq=32",
+        "--batch=4",
+        "--steps=2",
+        "--warmup=1",
+        "--predictions=5",
+    )
+    assert "hf_torch" in stdout  # the human table comes first
+    for name in ("bert_jax", "hf_flax", "hf_torch"):
+        r = result[name]
+        assert r["tokens_per_sec"] > 0 and r["step_time_s"] > 0 and r["tflops"] > 0
+        assert len(r["step_times_s"]) == 2
+        assert r["tokens_per_sec"] == pytest.approx(4 * 32 / r["step_time_s"])
+    assert result["bert_jax"]["compile_s"] > 0 and result["hf_flax"]["compile_s"] > 0
+    assert result["bert_jax"]["mfu"] is None  # no known peak for a CPU
+    ratios = result["ratios"]
+    assert ratios["vs_hf_flax"] == pytest.approx(
+        result["bert_jax"]["tokens_per_sec"] / result["hf_flax"]["tokens_per_sec"]
+    )
+    assert ratios["vs_hf_torch"] > 0
+    config = result["config"]
+    assert config["tokens_per_step"] == 128 and config["torch_dtype"] == "float32"
+    assert config["memory"]["process_max_rss_bytes"] > 0
+
+
+def test_input_pipeline_benchmark(tmp_path):
+    result, _ = _run(
+        "benchmarks.input_pipeline",
+        "--seq=64",
+        "--batch=8",
+        "--documents=20",
+        "--seconds=0.5",
+        "--warmup=1",
+        f"--data_dir={tmp_path / 'data'}",
+    )
+    assert 0 < result["tokens_per_sec"] <= result["padded_tokens_per_sec"]
+    assert result["fill"] == pytest.approx(
+        result["tokens_per_sec"] / result["padded_tokens_per_sec"]
+    )
+    assert result["examples_per_sec"] == pytest.approx(result["padded_tokens_per_sec"] / 64)
+    assert result["config"]["batches"] > 0
+    assert isinstance(result["meets_target"], bool)
+
+
+def test_make_batch_masks_the_same_tokens_for_every_head():
+    sparse = make_batch(vocab_size=2000, batch=3, seq=16, predictions=4)
+    full = make_batch(vocab_size=2000, batch=3, seq=16, predictions=4, full_head=True)
+    labels = sparse["labels"]
+    assert (labels != -100).sum(axis=1).tolist() == [4, 4, 4]
+    assert (labels[:, 0] == -100).all()  # [CLS] is never masked
+    rows = np.arange(3)[:, None]
+    pos = sparse["masked_positions"]
+    np.testing.assert_array_equal(labels[rows, pos], sparse["masked_ids"])
+    assert (sparse["input_ids"][rows, pos] == 103).all()
+    # The full head predicts everywhere but weighs exactly the masked positions.
+    np.testing.assert_array_equal(full["masked_weights"], labels != -100)
+    np.testing.assert_array_equal(full["masked_ids"][labels != -100], labels[labels != -100])
+    np.testing.assert_array_equal(full["input_ids"], sparse["input_ids"])
+    with pytest.raises(ValueError, match="predictions"):
+        make_batch(vocab_size=2000, batch=1, seq=8, predictions=8)
+
+
+def test_append_result_keeps_rows_in_their_own_section(tmp_path):
+    path = str(tmp_path / "RESULTS.md")
+    append_result("A", ["x"], [1], path)
+    append_result("B", ["y", "z"], [2, 3], path)
+    append_result("A", ["x"], [4], path)
+    with open(path) as f:
+        lines = f.read().splitlines()
+    a, b = lines.index("## A"), lines.index("## B")
+    section_a = [line for line in lines[a:b] if line.startswith("| 20")]
+    assert [line.rsplit("|", 2)[1].strip() for line in section_a] == ["1", "4"]
+    assert lines[b + 2].startswith("| date | y | z |")
+    assert lines[-1].endswith("| 2 | 3 |")
