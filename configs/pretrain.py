@@ -68,7 +68,10 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
         c.model = model_config("tiny", vocab_size=256, max_position_embeddings=128)
         c.total_steps = 1200
         c.batch_size = 64
-        c.learning_rate = 2e-3
+        # Measured on the synthetic corpus: AdamW at 3e-3 learns MLM and NSP within the budget;
+        # 1e-3, or bert_adam at 5e-4, are far slower.
+        c.optimizer = "adamw"
+        c.learning_rate = 3e-3
         c.warmup_steps = 100
         d.synthetic_documents = 4000
         d.vocab_size = 256
