@@ -101,6 +101,15 @@ def write_results(workdir: str, results: dict[str, Any]) -> None:
         os.replace(path + ".tmp", path)
 
 
+def read_results(workdir: str) -> dict[str, Any] | None:
+    """The ``results.json`` of a finished run, or None."""
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 class _Snapshot:
     """The input-pipeline state at save time: async saves must not see the iterator move on."""
 

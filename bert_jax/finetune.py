@@ -34,7 +34,17 @@ from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForSequenceClassification
 from bert_jax.sharding import make_mesh, replicated, use_mesh
 from bert_jax.tokenizers import Tokenizer, load_tokenizer
-from bert_jax.train import Batch, abstract_state, create_train_state, global_batch, make_train_step
+from bert_jax.train import (
+    Batch,
+    Preemption,
+    abstract_state,
+    all_finite,
+    check_finite,
+    create_train_state,
+    global_batch,
+    make_train_step,
+    mean_metrics,
+)
 
 # Model options a fine-tuning config may set; the architecture comes from the checkpoint.
 RUNTIME_MODEL_FIELDS = ("hidden_dropout", "attention_dropout", "dtype", "attention_impl")
@@ -116,7 +126,9 @@ def load_splits(config: mlc.ConfigDict, task: Task, workdir: str) -> dict[str, G
     if config.data_source == "synthetic":
         data_dir = os.path.join(workdir, "glue_data")
         if jax.process_index() == 0 and not os.path.exists(data_dir):
-            write_synthetic_glue(data_dir + ".tmp", seed=config.seed)
+            write_synthetic_glue(
+                data_dir + ".tmp", seed=config.seed, num_train=config.synthetic_train_examples
+            )
             os.replace(data_dir + ".tmp", data_dir)
         multihost_utils.sync_global_devices("synthetic GLUE written")
     elif config.data_source == "tsv":
@@ -181,6 +193,10 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     mesh = make_mesh(config.mesh_shape)
     rules = config.sharding_rules
     checkpoints.check_compatible_workdir(workdir, config)
+    finished = checkpoints.read_results(workdir)
+    if finished is not None:  # its submission files stay as they are
+        logging.info("%s already holds a finished run: %s", workdir, finished)
+        return finished
 
     # --- Initial checkpoint and its tokenizer.
     if not config.init_checkpoint:
@@ -248,37 +264,41 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     # --- Loop: train, evaluate on dev after every epoch, keep the best.
     writer = MetricWriter(workdir)
     progress = Progress(total_steps, step)
+    preemption = Preemption()
     pending = []
-    while step < total_steps:
-        local = train_batch(features["train"], step, config.batch_size, config.seed)
-        state, metrics = train_step(state, global_batch(local, mesh))
-        pending.append(metrics)
-        step += 1
-        if step % config.log_every_steps == 0 or step == total_steps:
-            logged = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in metrics}
-            logged["learning_rate"] = float(schedule(step - 1))
-            writer.write(step, logged)
-            progress.update(step, logged["loss"])
-            pending = []
-        if step % eval_every == 0 or step == total_steps:
-            dev = {}
-            for split in task.dev_splits:
-                outputs = predict(
-                    predict_fn, state.params, features[split], config.eval_batch_size, mesh
-                )
-                scores = compute_metrics(
-                    task.name, to_predictions(outputs, task), splits[split].labels
-                )
-                dev.update({f"dev/{split}/{k}": v for k, v in scores.items()})
-            writer.write(step, dev)
-            logging.info("step %d %s", step, dev)
-            main_key = f"dev/{task.dev_splits[0]}/{task.main_metric}"
-            if best is None or dev[main_key] > best[main_key]:
-                best = {**dev, "step": step}
-                _save_best(workdir, cfg, state.params, best)
-            ckpt.save(step, state, force=True)
-    ckpt.close()
-    writer.close()
+    try:
+        while step < total_steps:
+            local = train_batch(features["train"], step, config.batch_size, config.seed)
+            state, metrics = train_step(state, global_batch(local, mesh))
+            pending.append(metrics)
+            step += 1
+            if step % config.log_every_steps == 0 or step == total_steps:
+                logged = mean_metrics(pending)
+                check_finite(logged, step)
+                logged["learning_rate"] = float(schedule(step - 1))
+                writer.write(step, logged)
+                progress.update(step, logged["loss"])
+                pending = []
+            stop = preemption.requested or ckpt.reached_preemption(step)
+            if step % eval_every == 0 or step == total_steps:
+                check_finite({"parameters": float(all_finite(state.params))}, step)
+                dev = evaluate_dev(task, predict_fn, state.params, features, splits, config, mesh)
+                writer.write(step, dev)
+                logging.info("step %d %s", step, dev)
+                main_key = f"dev/{task.dev_splits[0]}/{task.main_metric}"
+                if best is None or dev[main_key] > best[main_key]:
+                    best = {**dev, "step": step}
+                    _save_best(workdir, cfg, state.params, best)
+                ckpt.save(step, state, force=True)
+            elif stop:
+                check_finite({"parameters": float(all_finite(state.params))}, step)
+                ckpt.save(step, state, force=True)
+            if stop:
+                logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
+                return {}
+    finally:  # an in-flight async save completes even when the run fails
+        ckpt.close()
+        writer.close()
 
     # --- Test predictions from the best checkpoint.
     if config.predict_test:
@@ -291,6 +311,16 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     results["best_step"] = best["step"]
     checkpoints.write_results(workdir, results)
     return results
+
+
+def evaluate_dev(task, predict_fn, params, features, splits, config, mesh) -> dict[str, float]:
+    """``dev/<split>/<metric>`` for every dev split of ``task`` (MNLI: matched and mismatched)."""
+    dev = {}
+    for split in task.dev_splits:
+        outputs = predict(predict_fn, params, features[split], config.eval_batch_size, mesh)
+        scores = compute_metrics(task.name, to_predictions(outputs, task), splits[split].labels)
+        dev.update({f"dev/{split}/{k}": v for k, v in scores.items()})
+    return dev
 
 
 def _make_predict_fn(model, mesh, rules):

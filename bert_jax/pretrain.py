@@ -12,16 +12,12 @@ Usage::
 from __future__ import annotations
 
 import logging
-import math
 import os
-import signal
 import time
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
-import numpy as np
 from jax.experimental import multihost_utils
 
 from bert_jax import checkpoints, optim
@@ -32,7 +28,16 @@ from bert_jax.models.heads import BertForPreTraining
 from bert_jax.objectives import loss_denominators, make_loss_fn, pretraining_terms
 from bert_jax.sharding import make_mesh, use_mesh
 from bert_jax.tokenizers import load_tokenizer
-from bert_jax.train import abstract_state, create_train_state, global_batch, make_train_step
+from bert_jax.train import (
+    Preemption,
+    abstract_state,
+    all_finite,
+    check_finite,
+    create_train_state,
+    global_batch,
+    make_train_step,
+    mean_metrics,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,34 +126,6 @@ def make_loader(config: mlc.ConfigDict, data_dir: str, split: str, step: int, **
     )
 
 
-class _Preemption:
-    """Turns SIGTERM into a flag the loop checks, so that it can save before exiting."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-        self.requested = True
-
-
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-    """1.0 when every parameter is finite, else NaN (so that _check_finite reports it)."""
-    finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
-    return jnp.where(finite, 1.0, jnp.nan)
-
-
-def _check_finite(metrics: Mapping[str, float], step: int) -> None:
-    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
-    if bad:
-        raise FloatingPointError(
-            f"Non-finite training metrics at step {step}: {bad}. Stopping without saving; the last "
-            "checkpoint is from before. Lower the learning rate or check the data, then re-run."
-        )
-
-
 # ----------------------------------------------------------------------------------------------
 # The run.
 # ----------------------------------------------------------------------------------------------
@@ -233,7 +210,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     # --- Loop.
     writer = MetricWriter(workdir)
     progress = Progress(config.total_steps, step)
-    preemption = _Preemption()
+    preemption = Preemption()
     peak = device_peak_flops()
     pending: list[dict] = []
     tokens = examples = 0
@@ -254,11 +231,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
             step += 1
 
             if step % config.log_every_steps == 0 or step == config.total_steps:
-                averaged = {
-                    k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()
-                }
+                averaged = mean_metrics(pending)
                 pending = []
-                _check_finite(averaged, step)
+                check_finite(averaged, step)
                 dt = time.monotonic() - t0
                 flops = (
                     training_flops_per_token(cfg, phase[1], phase[2] * examples / max(tokens, 1))
@@ -298,7 +273,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
             stop = preemption.requested or ckpt.reached_preemption(step)
             if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
                 # Never commit a state that a non-finite update produced.
-                _check_finite({"parameters": float(_all_finite(state.params))}, step)
+                check_finite({"parameters": float(all_finite(state.params))}, step)
                 ckpt.save(step, state, data_iter, force=True)
             if stop:
                 logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
@@ -309,7 +284,3 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     if step >= config.total_steps:
         checkpoints.write_results(workdir, {"step": step, **last, **last_eval})
     return {**last, **last_eval}
-
-
-def _stack(metrics: list[dict]) -> dict:
-    return {k: jnp.stack([m[k] for m in metrics]) for k in metrics[0]}

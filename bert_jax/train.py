@@ -15,6 +15,9 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
+import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -163,3 +166,37 @@ def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str,
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
         for k, v in local_batch.items()
     }
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+    """1.0 when every parameter is finite, else NaN (so that check_finite reports it)."""
+    finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
+    return jnp.where(finite, 1.0, jnp.nan)
+
+
+def check_finite(metrics: Mapping[str, float], step: int) -> None:
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise FloatingPointError(
+            f"Non-finite training metrics at step {step}: {bad}. Stopping without saving; the last "
+            "checkpoint is from before. Lower the learning rate or check the data, then re-run."
+        )
+
+
+class Preemption:
+    """Turns SIGTERM into a flag the loop checks, so that it can save before exiting."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.requested = True
+
+
+def mean_metrics(step_metrics: list[Mapping[str, jax.Array]]) -> dict[str, float]:
+    """Averages the metrics of the steps since the last log; the one host sync of a log step."""
+    fetched = jax.device_get(step_metrics)
+    return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}

@@ -47,6 +47,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
 
     c.data_dir = mlc.FieldReference(None, field_type=str)  # the standard GLUE folder
     c.data_source = "tsv"  # tsv (data_dir) | tfds (glue/<task>) | synthetic (embedded)
+    c.synthetic_train_examples = 2048  # training rows of each synthetic task
     c.log_every_steps = 50
 
     if arg.model == "tiny":

@@ -55,6 +55,7 @@ def run_glue(task, workdir, init, *overrides):
         f"--config=configs/glue.py:task={task},model=tiny",
         f"--workdir={workdir}",
         f"--config.init_checkpoint={init}",
+        "--config.synthetic_train_examples=512",
         *overrides,
     ]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
