@@ -73,7 +73,7 @@ def test_input_pipeline_benchmark(tmp_path):
     assert result["fill"] == pytest.approx(
         result["tokens_per_sec"] / result["padded_tokens_per_sec"]
     )
-    assert result["examples_per_sec"] == pytest.approx(result["padded_tokens_per_sec"] / 64)
+    assert result["rows_per_sec"] == pytest.approx(result["padded_tokens_per_sec"] / 64)
     assert result["config"]["batches"] > 0
     assert isinstance(result["meets_target"], bool)
 
