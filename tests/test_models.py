@@ -65,6 +65,11 @@ def test_masked_positions_gather_equals_full_head():
     sparse = model.apply({"params": params}, **x)
     expected = np.take_along_axis(np.asarray(full.mlm_logits), x["masked_positions"][..., None], 1)
     np.testing.assert_allclose(sparse.mlm_logits, expected, atol=1e-5)
+    # The config switch: the full head, gathered after the projection, is the same function.
+    dense_head = BertForPreTraining(dataclasses.replace(CFG, sparse_mlm_head=False))
+    np.testing.assert_allclose(
+        dense_head.apply({"params": params}, **x).mlm_logits, expected, atol=1e-5
+    )
     assert full.nsp_logits.shape == (8, 2)
 
 

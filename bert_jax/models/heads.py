@@ -32,8 +32,8 @@ class PreTrainingOutput:
 class MaskedLMHead(nn.Module):
     """Dense + activation + LayerNorm, then the decoder tied to the word embeddings plus a bias.
 
-    With ``masked_positions`` the hidden states are gathered *before* the vocabulary projection, so
-    the largest matmul of the model runs on ~15% of the tokens only.
+    With ``masked_positions`` the hidden states are gathered *before* the vocabulary projection
+    (``cfg.sparse_mlm_head``), so the largest matmul of the model runs on ~15% of the tokens only.
     """
 
     cfg: BertConfig
@@ -42,7 +42,8 @@ class MaskedLMHead(nn.Module):
     def __call__(self, sequence_output, decode, masked_positions=None):
         cfg = self.cfg
         x = sequence_output
-        if masked_positions is not None:
+        gather_first = masked_positions is not None and cfg.sparse_mlm_head
+        if gather_first:
             x = jnp.take_along_axis(x, masked_positions[..., None], axis=1)
         x = dense(cfg, cfg.hidden_size, ("embed", "mlp"), name="dense")(x)
         x = layer_norm(cfg, "layer_norm")(ACTIVATIONS[cfg.hidden_act](x))
@@ -54,6 +55,8 @@ class MaskedLMHead(nn.Module):
             cfg.weight_dtype,
         )
         logits = logits + bias.astype(logits.dtype)
+        if masked_positions is not None and not gather_first:
+            logits = jnp.take_along_axis(logits, masked_positions[..., None], axis=1)
         return constrain(logits, "activation_batch", "activation_length", "activation_vocab")
 
 
