@@ -1,0 +1,88 @@
+"""Performance benchmarks: the pretraining step against its peers, and the input pipeline.
+
+Each benchmark prints a table, appends a row to ``benchmarks/RESULTS.md`` and prints one JSON
+object on its last line (for scripts and tests). Helpers shared by both live here.
+
+Usage::
+
+    python -m benchmarks.train_step --model=base --seq=128 --batch=8 --dtype=float32
+    python -m benchmarks.input_pipeline --seq=128 --batch=256
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+
+RESULTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+
+
+def hardware(accelerator: str | None = None) -> str:
+    """A one-line description of the machine: the accelerator's name, else the CPU model."""
+    if accelerator:
+        return accelerator
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                model,
+            )
+    except OSError:  # not Linux
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def load_average() -> float:
+    """The 1-minute load average: other work on the machine makes CPU numbers noisy."""
+    return os.getloadavg()[0]
+
+
+def command_line() -> str:
+    """How this benchmark was started, for the results table."""
+    module = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    return f"python -m benchmarks.{module} {shlex.join(sys.argv[1:])}".rstrip()
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A fixed-width text table (the human-readable part of a benchmark's output)."""
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def append_result(
+    section: str, header: Sequence[str], row: Sequence[object], path: str = RESULTS_PATH
+) -> None:
+    """Adds ``row`` (prefixed with the date) to the markdown table under ``## section``.
+
+    The section and its table are created at the end of the file when missing, so each benchmark
+    keeps its own table however many rows the others add.
+    """
+    header = ["date", *header]
+    line = "| " + " | ".join(str(c) for c in [datetime.date.today().isoformat(), *row]) + " |"
+    lines = []
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = f.read().splitlines()
+    title = f"## {section}"
+    table_head = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    if title not in lines:
+        lines += ["", title, ""]
+    i = lines.index(title) + 1
+    # The section's table is its first run of "|" lines before the next section.
+    while i < len(lines) and not lines[i].startswith(("|", "## ")):
+        i += 1
+    if i == len(lines) or lines[i].startswith("## "):
+        lines[i:i] = table_head
+        i += len(table_head)
+    while i < len(lines) and lines[i].startswith("|"):
+        i += 1
+    lines.insert(i, line)
+    with open(path, "w") as f:
+        f.write("\n".join(lines).lstrip("\n") + "\n")
