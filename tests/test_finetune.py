@@ -151,3 +151,38 @@ def test_evaluation_counts_every_example_once_on_one_and_two_processes(free_port
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
         assert json.loads(out.splitlines()[-1]) == list(range(13))
+
+
+SWEEP = """
+from bert_jax.sweep import Sweep
+
+def get_sweep(arg=None):
+    return Sweep(
+        config="configs/glue.py:task=sst2,model=tiny",
+        axes=[{"learning_rate": [1e-3, 3e-3]}, {"seed": [0, 1]}],
+        metric="best/dev/accuracy",
+    )
+"""
+
+
+@pytest.mark.slow
+def test_a_real_sweep_of_four_tiny_runs_tabulates_and_skips_finished(init_checkpoint, tmp_path):
+    (tmp_path / "sweep.py").write_text(SWEEP)
+    cmd = [
+        sys.executable, "-m", "bert_jax.sweep", f"--sweep={tmp_path / 'sweep.py'}",
+        f"--sweep_dir={tmp_path / 'runs'}", "--parallel=2",
+        f"--extra=--config.init_checkpoint={init_checkpoint}", "--extra=--config.num_epochs=1",
+        "--extra=--config.synthetic_train_examples=256",
+    ]  # fmt: skip
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "4 runs, 0 finished already, 4 to run." in first.stdout
+    table = (tmp_path / "runs" / "results.md").read_text()
+    assert "±" in table and "best" in table.lower()
+    csv_rows = list(csv.DictReader((tmp_path / "runs" / "results.csv").open()))
+    assert len([r for r in csv_rows if r.get("seed") not in (None, "")]) == 4
+    for png in ("plot_learning_rate.png", "loss_curves.png"):
+        assert (tmp_path / "runs" / png).stat().st_size > 1000
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "4 runs, 4 finished already, 0 to run." in again.stdout
