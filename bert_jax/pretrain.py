@@ -1,7 +1,8 @@
 """BERT pretraining: masked LM + next-sentence prediction on a device mesh.
 
-Reads top to bottom: mesh, data, model, state, step, restore, loop. ``main.py`` calls
-:func:`train_and_evaluate`; tests call it directly with small configs.
+Reads top to bottom: mesh, data, model, state, step, restore, loop. The loss is in
+``bert_jax.objectives``, the step machinery shared with fine-tuning in ``bert_jax.train``.
+``main.py`` calls :func:`train_and_evaluate`; tests call it directly with small configs.
 
 Usage::
 
@@ -41,7 +42,7 @@ from bert_jax.train import (
 
 
 # ----------------------------------------------------------------------------------------------
-# The objective.
+# Evaluation on held-out pairs (the objective itself is in bert_jax.objectives).
 # ----------------------------------------------------------------------------------------------
 def make_eval_step(model: BertForPreTraining):
     @jax.jit
