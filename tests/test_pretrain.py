@@ -262,3 +262,14 @@ def test_workdir_with_another_config_is_refused(data_dir, tmp_path):
     assert proc.returncode != 0
     assert "model.num_layers: 2 -> 3" in proc.stderr and "new --workdir" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_corrupt_checkpoint_fails_with_the_way_out(data_dir, tmp_path):
+    run(data_dir, tmp_path, 5)
+    state_dir = tmp_path / "checkpoints" / "5" / "state"
+    for f in state_dir.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+    proc = run(data_dir, tmp_path, 10, check=False)
+    assert proc.returncode != 0
+    assert "could not be restored" in proc.stderr and "Delete that step's folder" in proc.stderr
