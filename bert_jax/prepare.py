@@ -279,6 +279,18 @@ def prepare(
         for document in stream:
             yield [_remove_control_chars(line, counts) for line in document]
 
+    shard_name = f"{shard_index:05d}-of-{num_shards:05d}"
+    outputs = [os.path.join(output, f"summary-{shard_name}.json")] + [
+        os.path.join(output, f"seq{length}", f"{split}-{shard_name}.array_record")
+        for length in max_seq_lengths
+        for split in SPLITS
+    ]
+    existing = [path for path in outputs if os.path.exists(path)]
+    if existing and not only_vocab:
+        raise FileExistsError(
+            f"{existing[0]} exists (shard {shard_index} was prepared before): prepare into a new "
+            "--output, or delete that shard's files to prepare it again."
+        )
     os.makedirs(output, exist_ok=True)
     tokenizer_dir = os.path.join(output, "tokenizer")
     if tokenizer is None:
@@ -301,7 +313,6 @@ def prepare(
     if only_vocab:
         return {"tokenizer": tokenizer_dir, "vocab_size": tokenizer.vocab_size}
 
-    shard_name = f"{shard_index:05d}-of-{num_shards:05d}"
     writers = {}
     for length in max_seq_lengths:
         os.makedirs(os.path.join(output, f"seq{length}"), exist_ok=True)

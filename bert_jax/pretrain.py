@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 
 import jax
@@ -94,6 +95,7 @@ def prepare_embedded_corpus(config: mlc.ConfigDict, workdir: str) -> str:
     data_dir = os.path.join(workdir, "data")
     done = os.path.join(data_dir, "DONE")
     if jax.process_index() == 0 and not os.path.exists(done):
+        shutil.rmtree(data_dir, ignore_errors=True)  # a preparation cut short: ours to redo
         lengths = sorted({p[1] for p in phases(config)})
         prepare.prepare(
             output=data_dir,

@@ -512,8 +512,16 @@ def test_prepare_tfds_input(tmp_path):
         assert summary["instances"]["32"]["train"] > 0
         with pytest.raises(KeyError, match="--tfds_text_key"):
             prepare_lib.prepare(
-                str(tmp_path),
+                str(tmp_path / "other"),
                 tfds="imdb_reviews",
                 tfds_text_key="body",
                 vocab_dir=f"{tmp_path}/tokenizer",
             )
+
+
+def test_prepare_refuses_to_overwrite_a_prepared_shard(tmp_path):
+    prepare_lib.prepare(str(tmp_path), synthetic=20, spm_vocab_size=64, max_seq_lengths=[32])
+    before = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.array_record"))
+    with pytest.raises(FileExistsError, match="prepare into a new --output"):
+        prepare_lib.prepare(str(tmp_path), synthetic=20, spm_vocab_size=64, max_seq_lengths=[32])
+    assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.array_record")) == before
