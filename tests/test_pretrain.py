@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 
+import flax.linen as nn
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 import pytest
 
 from bert_jax.prepare import prepare
@@ -251,7 +254,7 @@ def test_nan_stops_the_run_and_last_checkpoint_is_finite(data_dir, tmp_path):
     steps = committed_steps(tmp_path)
     assert steps and steps[-1] < 40
     state = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / str(steps[-1]) / "state")
-    leaves = [np.asarray(x) for x in __import__("jax").tree.leaves(state["params"])]
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
     assert all(np.isfinite(x).all() for x in leaves)
 
 
@@ -273,3 +276,23 @@ def test_corrupt_checkpoint_fails_with_the_way_out(data_dir, tmp_path):
     proc = run(data_dir, tmp_path, 10, check=False)
     assert proc.returncode != 0
     assert "could not be restored" in proc.stderr and "Delete that step's folder" in proc.stderr
+
+
+def test_init_checkpoint_from_a_converted_directory(data_dir, tmp_path):
+    """A converted checkpoint (here a random model saved in that format) is where training starts."""
+    from bert_jax import pretrained
+    from bert_jax.models.bert import BertConfig
+    from bert_jax.models.heads import BertForPreTraining
+
+    cfg = BertConfig.from_name("tiny", vocab_size=256, max_position_embeddings=128)
+    params = BertForPreTraining(cfg).init(jax.random.key(7), np.zeros((1, 8), np.int32))["params"]
+    params = jax.device_get(nn.unbox(params))
+    pretrained.save(tmp_path / "converted", cfg, params, os.path.join(data_dir, "tokenizer"))
+    # A zero learning rate: the run's parameters must stay exactly the converted ones.
+    run(data_dir, tmp_path / "run", 1, learning_rate=0.0, weight_decay=0.0,
+        init_checkpoint=tmp_path / "converted")  # fmt: skip
+    state = ocp.StandardCheckpointer().restore(tmp_path / "run" / "checkpoints" / "1" / "state")
+    got, want = traverse_util.flatten_dict(state["params"]), traverse_util.flatten_dict(params)
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg="/".join(k))
