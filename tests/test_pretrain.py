@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from flax import traverse_util
 import pytest
+from flax import traverse_util
 
 from bert_jax.prepare import prepare
 
