@@ -279,7 +279,7 @@ def test_corrupt_checkpoint_fails_with_the_way_out(data_dir, tmp_path):
 
 
 def test_init_checkpoint_from_a_converted_directory(data_dir, tmp_path):
-    """A converted checkpoint (here a random model saved in that format) is where training starts."""
+    """A converted checkpoint (a random model saved in that format) is where training starts."""
     from bert_jax import pretrained
     from bert_jax.models.bert import BertConfig
     from bert_jax.models.heads import BertForPreTraining
