@@ -42,11 +42,27 @@ def start_distributed() -> None:
         jax.distributed.initialize()
 
 
+def check_paths(config, workdir: str) -> None:
+    """bert_jax reads and writes files (array_record reads local files): a gs:// path fails here,
+    before any work, with the way to mount it."""
+    paths = {"--workdir": workdir, "init_checkpoint": config.get("init_checkpoint")}
+    paths["data_dir"] = config.get("data_dir") or config.get("data", {}).get("data_dir")
+    for name, path in paths.items():
+        if path and "://" in path:
+            raise app.UsageError(
+                f"{name}={path}: bert_jax reads and writes files, not URLs. Mount the bucket with "
+                "gcsfuse (launch/tpu_vm.sh does, and translates gs:// paths) and pass the mounted "
+                "path, e.g. "
+                f"{path.replace('gs://', '/gcs/')}."
+            )
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    start_distributed()
     config = _CONFIG.value
+    check_paths(config, _WORKDIR.value)
+    start_distributed()
     logging.info(
         "Process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
     )

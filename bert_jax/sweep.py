@@ -17,7 +17,7 @@ Launchers (``--dry_run`` prints the chosen launcher's commands instead of runnin
 * ``local``: subprocesses on this machine, ``--parallel`` at a time, each logging to
   ``SWEEP_DIR/NAME/log.txt``; a failed run is reported at the end and does not stop the others.
 * ``print``: print the commands.
-* ``tpu_vm``: one run after another through ``launch/tpu_vm.sh train,collect`` on the TPU VM
+* ``tpu_vm``: one run after another through ``launch/tpu_vm.sh mount,train,collect`` on the TPU VM
   that $TPU_NAME and $ZONE name, with workdirs under ``--remote_dir=gs://...``, each collected
   back into SWEEP_DIR/NAME.
 
@@ -285,7 +285,7 @@ def run_command(
         return [
             "bash",
             str(TPU_VM_SCRIPT),
-            "train,collect",
+            "mount,train,collect",
             f"--config={sweep.config}",
             f"--workdir={remote_dir.rstrip('/')}/{run.name}",
             f"--collect_to={workdir}",

@@ -4,8 +4,10 @@
 #   launch/tpu_vm.sh [--dry_run] STEPS [--OPTION=VALUE ...] [-- EXTRA_ARGS...]
 #
 # STEPS, comma-separated, in order: create (the TPU VM), setup (copy this checkout to every worker
-# and install it), train (python -m bert_jax.main on all workers), collect (copy the workdir from
-# GCS to --collect_to), delete (the TPU VM); `all` = create,setup,train,collect.
+# and install it), mount (gcsfuse-mount every bucket that a gs:// path names at /gcs/BUCKET on every
+# worker: bert_jax reads and writes files), train (python -m bert_jax.main on all workers, gs://
+# paths given as their /gcs mounts), collect (copy the workdir from GCS to --collect_to), delete
+# (the TPU VM); `all` = create,setup,mount,train,collect.
 # Options (or the environment variables in capitals): --tpu_name (TPU_NAME), --zone (ZONE),
 # --accelerator_type (ACCELERATOR_TYPE), --runtime_version (RUNTIME_VERSION), --project (PROJECT),
 # --bucket (BUCKET), --config (CONFIG), --workdir (WORKDIR, a gs:// path; default
@@ -51,11 +53,11 @@ while (($#)); do
   shift
 done
 [[ -n "$STEPS" ]] || die "no STEPS given: create, setup, train, collect, delete or all"
-[[ "$STEPS" == all ]] && STEPS=create,setup,train,collect
+[[ "$STEPS" == all ]] && STEPS=create,setup,mount,train,collect
 # Check every step before running any: a typo must not leave a half-done launch behind.
 for step in ${STEPS//,/ }; do
-  [[ "$step" =~ ^(create|setup|train|collect|delete)$ ]] ||
-    die "unknown step '$step': create, setup, train, collect, delete or all"
+  [[ "$step" =~ ^(create|setup|mount|train|collect|delete)$ ]] ||
+    die "unknown step '$step': create, setup, mount, train, collect, delete or all"
 done
 if [[ -z "$WORKDIR" ]]; then
   [[ -n "$BUCKET" ]] || die "set --workdir=gs://... or --bucket=BUCKET"
@@ -81,11 +83,17 @@ for step in ${STEPS//,/ }; do
       run gcloud compute tpus tpu-vm ssh "$TPU_NAME" --worker=all "${GCLOUD_FLAGS[@]}" \
         --command="mkdir -p ~/bert_jax && tar -xzf ~/bert_jax_src.tar.gz -C ~/bert_jax && \
 python3 -m pip install -q -e ~/bert_jax 'jax[tpu]==0.10.2'" ;;
+    mount)
+      # bert_jax reads and writes files: every worker mounts the buckets it uses at /gcs/BUCKET.
+      # shellcheck disable=SC2046
+      run gcloud compute tpus tpu-vm ssh "$TPU_NAME" --worker=all "${GCLOUD_FLAGS[@]}" \
+        --command="$(mount_command $(buckets "$WORKDIR" ${EXTRA[@]+"${EXTRA[@]}"}))" ;;
     train)
       # jax.distributed finds the other workers of the slice by itself (bert_jax.main).
+      mounted --workdir="$WORKDIR" ${EXTRA[@]+"${EXTRA[@]}"}
       run gcloud compute tpus tpu-vm ssh "$TPU_NAME" --worker=all "${GCLOUD_FLAGS[@]}" \
         --command="cd ~/bert_jax && $(quote python3 -m bert_jax.main --config="$CONFIG" \
---workdir="$WORKDIR" ${EXTRA[@]+"${EXTRA[@]}"})" ;;
+"${MOUNTED[@]}")" ;;
     collect)
       run mkdir -p "$COLLECT_TO"
       run gcloud storage rsync --recursive "$WORKDIR" "$COLLECT_TO" ;;

@@ -52,8 +52,10 @@ done
 # Every host writes checkpoints and reads data: the workdir must be shared.
 [[ "$WORKDIR" == gs://* ]] || die "--workdir must be a gs:// path, got '$WORKDIR'"
 
-TRAIN=$(quote python3 -m bert_jax.main --config="$CONFIG" --workdir="$WORKDIR" \
-  ${EXTRA[@]+"${EXTRA[@]}"})
+# bert_jax reads and writes files: the pods see each bucket at /gcs/BUCKET, mounted by the GCS FUSE
+# CSI driver (`xpk storage attach NAME --type=gcsfuse --bucket=BUCKET --mount-point=/gcs/BUCKET`).
+mounted --workdir="$WORKDIR" ${EXTRA[@]+"${EXTRA[@]}"}
+TRAIN=$(quote python3 -m bert_jax.main --config="$CONFIG" "${MOUNTED[@]}")
 FLAGS=(--cluster="$CLUSTER" --workload="$WORKLOAD" --tpu-type="$TPU_TYPE"
   --num-slices="$NUM_SLICES")
 [[ -n "$PROJECT" ]] && FLAGS+=(--project="$PROJECT")

@@ -61,3 +61,16 @@ def test_unknown_model_and_argument_are_refused_with_choices():
         _parse(f"--config={CONFIGS}/pretrain.py:model=huge")
     with pytest.raises(Exception, match="Unknown config argument 'modle'.*model"):
         _parse(f"--config={CONFIGS}/pretrain.py:modle=base")
+
+
+def test_bucket_urls_are_refused_with_the_mount_to_use():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bert_jax.main", "--config=configs/pretrain.py:model=tiny",
+         "--workdir=gs://bucket/run"],
+        cwd=CONFIGS.parent, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--workdir=gs://bucket/run" in proc.stderr and "/gcs/bucket/run" in proc.stderr

@@ -50,7 +50,7 @@ def test_scripts_are_valid_bash(script):
 
 
 def test_tpu_vm_creates_installs_trains_on_all_workers_and_collects():
-    create, tar, scp, setup, train, mkdir, rsync = _dry_run(
+    create, tar, scp, setup, mount, train, mkdir, rsync = _dry_run(
         "tpu_vm.sh",
         "--dry_run",
         "all",
@@ -71,10 +71,12 @@ def test_tpu_vm_creates_installs_trains_on_all_workers_and_collects():
     assert tar[:2] == ["tar", "-czf"] and tar[2] in scp
     assert scp[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "scp"]
     assert scp[6] == "bert-v4:bert_jax_src.tar.gz" and "--worker=all" in scp
-    for ssh in (setup, train):
+    for ssh in (setup, mount, train):
         assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "bert-v4"]
         assert "--worker=all" in ssh and _option(ssh, "--zone") == "us-central2-b"
     assert "pip install" in _option(setup, "--command")
+    # Every worker mounts the buckets that gs:// paths name; bert_jax gets the mounted paths.
+    assert "gcsfuse --implicit-dirs my-bucket /gcs/my-bucket" in _option(mount, "--command")
     remote = shlex.split(_option(train, "--command"))
     assert remote[:3] == ["cd", "~/bert_jax", "&&"]
     assert remote[3:] == [
@@ -82,9 +84,9 @@ def test_tpu_vm_creates_installs_trains_on_all_workers_and_collects():
         "-m",
         "bert_jax.main",
         f"--config={CONFIG}",
-        "--workdir=gs://my-bucket/runs/base",
+        "--workdir=/gcs/my-bucket/runs/base",
         "--config.learning_rate=3e-05",
-        "--config.data.data_dir=gs://my-bucket/data dir",  # one argument, space and all
+        "--config.data.data_dir=/gcs/my-bucket/data dir",  # one argument, space and all
     ]
     assert mkdir == ["mkdir", "-p", "/tmp/runs/base"]
     assert rsync == [
@@ -103,7 +105,7 @@ def test_tpu_vm_reads_the_environment_and_runs_single_steps():
     assert delete[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "delete", "env-tpu"]
     assert _option(delete, "--zone") == "europe-west4-a" and "--quiet" in delete
     (train,) = _dry_run("tpu_vm.sh", "train", env=env)
-    assert "--workdir=gs://bkt/bert_jax/env-tpu" in shlex.split(_option(train, "--command"))
+    assert "--workdir=/gcs/bkt/bert_jax/env-tpu" in shlex.split(_option(train, "--command"))
 
 
 @pytest.mark.parametrize(
@@ -128,14 +130,15 @@ def test_sweep_runs_go_through_tpu_vm_train_and_collect(tmp_path):
         command, capture_output=True, text=True, env={**os.environ, "DRY_RUN": "1"}, timeout=30
     )
     assert result.returncode == 0, result.stderr
-    train, mkdir, rsync = (shlex.split(line) for line in result.stdout.splitlines())
+    mount, train, mkdir, rsync = (shlex.split(line) for line in result.stdout.splitlines())
+    assert "gcsfuse --implicit-dirs b /gcs/b" in _option(mount, "--command")
     remote = shlex.split(_option(train, "--command"))
     assert remote[3:] == [
         "python3",
         "-m",
         "bert_jax.main",
         "--config=configs/pretrain.py:model=tiny",  # resolved on the workers, in their checkout
-        f"--workdir=gs://b/masking/{run.name}",
+        f"--workdir=/gcs/b/masking/{run.name}",
         "--config.data.mask_token_ratio=1.0",
         "--config.data.random_token_ratio=0.0",
         "--config.seed=0",
@@ -176,7 +179,7 @@ def test_xpk_creates_a_workload_running_the_trainer():
         "-m",
         "bert_jax.main",
         f"--config={CONFIG}",
-        "--workdir=gs://my-bucket/bert_base",
+        "--workdir=/gcs/my-bucket/bert_base",  # the bucket as the pods' GCS FUSE mount sees it
         "--config.total_steps=10",
     ]
 

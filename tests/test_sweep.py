@@ -383,7 +383,7 @@ def test_tpu_vm_launcher_runs_each_run_through_the_script(fake, tmp_path):
     assert command == [
         "bash",
         str(REPO / "launch" / "tpu_vm.sh"),
-        "train,collect",
+        "mount,train,collect",
         "--config=configs/pretrain.py:model=tiny",
         "--workdir=gs://b/sweeps/learning_rate=0.0001,seed=0",
         f"--collect_to={tmp_path}/learning_rate=0.0001,seed=0",
