@@ -16,17 +16,13 @@ import transformers
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.optim import decay_mask, make_optimizer, make_schedule
+from tests.torch_reference import AdamWeightDecay, original_bert_lr
 
 PEAK, TOTAL, WARMUP, WD, STEPS = 1e-2, 10, 3, 0.1, 10
 
 
-def original_bert_lr(t, peak=PEAK, total=TOTAL, warmup=WARMUP, end=0.0, power=1.0):
-    """google-research/bert optimization.create_optimizer, transcribed: polynomial_decay from step
-    0 (cycle=False), then `is_warmup` blends in peak * t / warmup for t < warmup."""
-    decayed = (peak - end) * (1 - min(t, total) / total) ** power + end
-    if warmup and t < warmup:
-        return peak * t / warmup
-    return decayed
+def original_lr(t, peak=PEAK, total=TOTAL, warmup=WARMUP, end=0.0, power=1.0):
+    return original_bert_lr(t, peak, total, warmup, end, power)
 
 
 def original_excluded(name):
@@ -99,7 +95,7 @@ def test_bert_schedule_matches_original_closed_form(end, power, warmup):
     s = make_schedule("bert", PEAK, TOTAL, warmup, end_lr=end, power=power)
     jitted = jax.jit(s)
     for t in range(TOTAL + 5):
-        expected = original_bert_lr(t, warmup=warmup, end=end, power=power)
+        expected = original_lr(t, warmup=warmup, end=end, power=power)
         np.testing.assert_allclose(float(s(t)), expected, rtol=1e-6, atol=1e-9, err_msg=f"t={t}")
         np.testing.assert_allclose(float(jitted(jnp.int32(t))), expected, rtol=1e-6, atol=1e-9)
     if warmup:
@@ -216,23 +212,23 @@ def test_bert_adam_matches_torch_port_of_original():
     # google-research/bert AdamWeightDecayOptimizer.apply_gradients, in torch float64.
     named = names_and_leaves(params)
     ps = [torch.tensor(np.asarray(p), dtype=torch.float64) for _, p in named]
-    ms = [torch.zeros_like(p) for p in ps]
-    vs = [torch.zeros_like(p) for p in ps]
-    b1, b2, eps = 0.9, 0.999, 1e-6
+    groups = [
+        dict(
+            params=[p for (n, _), p in zip(named, ps, strict=True) if excluded(n)], weight_decay=0.0
+        )
+        for excluded in (original_excluded, lambda n: not original_excluded(n))
+    ]
+    groups[1]["weight_decay"] = WD
+    opt = AdamWeightDecay(groups, lr=PEAK, weight_decay=WD)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: original_lr(t) / PEAK)
     torch_history = []
-    for t, grads in enumerate(grads_list):
+    for grads in grads_list:
         gs = [torch.tensor(np.asarray(g), dtype=torch.float64) for _, g in names_and_leaves(grads)]
         for p, g in zip(ps, gs, strict=True):
             p.grad = g
         torch.nn.utils.clip_grad_norm_(ps, 1.0)
-        lr = original_bert_lr(t)
-        for (name, _), p, m, v in zip(named, ps, ms, vs, strict=True):
-            m.mul_(b1).add_((1 - b1) * p.grad)
-            v.mul_(b2).add_((1 - b2) * p.grad**2)
-            update = m / (v.sqrt() + eps)
-            if not original_excluded(name):
-                update = update + WD * p
-            p.sub_(lr * update)
+        opt.step()
+        sched.step()
         torch_history.append([p.numpy().copy() for p in ps])
     assert_close_to_torch(history, torch_history)
 
@@ -253,7 +249,7 @@ def test_adamw_matches_torch_adamw():
         betas=(0.9, 0.999),
         eps=1e-8,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: original_bert_lr(t) / PEAK)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: original_lr(t) / PEAK)
     torch_history = []
     for grads in grads_list:
         for p, (_, g) in zip(ps, names_and_leaves(grads), strict=True):
@@ -296,7 +292,7 @@ def test_lamb_matches_numpy_reference():
     grads_list = random_grads(params, STEPS)
     tx = make_optimizer("lamb", make_schedule("bert", PEAK, TOTAL, WARMUP), weight_decay=WD)
     history = run_optax(tx, params, grads_list)
-    lrs = [original_bert_lr(t) for t in range(STEPS)]
+    lrs = [original_lr(t) for t in range(STEPS)]
     assert_close_to_torch(history, numpy_lamb(params, grads_list, lrs, WD))
 
 

@@ -14,6 +14,7 @@ from bert_jax.models.heads import BertForPreTraining
 from bert_jax.objectives import loss_denominators, make_loss_fn
 from bert_jax.sharding import DEFAULT_RULES, make_mesh
 from bert_jax.train import create_train_state, global_batch, make_train_step
+from tests.torch_reference import AdamWeightDecay, original_bert_lr
 
 STEPS, LR, WARMUP, WD = 10, 1e-3, 3, 0.01
 CFG = BertConfig.from_name(
@@ -26,31 +27,6 @@ CFG = BertConfig.from_name(
     hidden_dropout=0.0,
     attention_dropout=0.0,
 )
-
-
-class AdamWeightDecay(torch.optim.Optimizer):
-    """google-research/bert's AdamWeightDecayOptimizer: Adam without bias correction, decoupled
-    weight decay added to the update; a line-by-line port of its apply_gradients."""
-
-    def __init__(self, params, lr, weight_decay, b1=0.9, b2=0.999, eps=1e-6):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, b1=b1, b2=b2, eps=eps))
-
-    @torch.no_grad()
-    def step(self):
-        for g in self.param_groups:
-            for p in g["params"]:
-                s = self.state[p]
-                if not s:
-                    s["m"], s["v"] = torch.zeros_like(p), torch.zeros_like(p)
-                s["m"].mul_(g["b1"]).add_(p.grad, alpha=1 - g["b1"])
-                s["v"].mul_(g["b2"]).addcmul_(p.grad, p.grad, value=1 - g["b2"])
-                update = s["m"] / (s["v"].sqrt() + g["eps"]) + g["weight_decay"] * p
-                p.sub_(g["lr"] * update)
-
-
-def original_lr(t):
-    """The original schedule: linear decay from step 0, warmup replacing its start."""
-    return LR * t / WARMUP if t < WARMUP else LR * (1 - t / STEPS)
 
 
 def make_batches(rng, n, batch=4, length=16, predictions=3):
@@ -91,7 +67,9 @@ def torch_losses(model_dir, batches, optimizer_name):
         opt = AdamWeightDecay(groups, lr=LR, weight_decay=WD)
     else:
         opt = torch.optim.AdamW(groups, lr=LR, eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: original_lr(t) / LR)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: original_bert_lr(t, LR, STEPS, WARMUP) / LR
+    )
     losses = []
     for b in batches:
         labels = np.full(b["input_ids"].shape, -100, np.int64)
