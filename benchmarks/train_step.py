@@ -273,6 +273,9 @@ def run(
     peers: Sequence[str] = PEERS,
     predictions: int = 20,
     full_head: bool = False,
+    scan_layers: bool = False,
+    remat: str = "none",
+    attention_impl: str | None = "xla",
 ) -> dict[str, Any]:
     """Times every implementation; returns the result object that ``main`` prints as JSON."""
     unknown = sorted(set(peers) - set(PEERS))
@@ -283,7 +286,14 @@ def run(
             f"--steps={steps} and --warmup={warmup} must be >= 1 (the first compiles)."
         )
     cfg = BertConfig.from_name(
-        model, hidden_dropout=0.0, attention_dropout=0.0, dtype=dtype, hidden_act="gelu"
+        model,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        dtype=dtype,
+        hidden_act="gelu",
+        scan_layers=scan_layers,
+        remat=remat,
+        attention_impl=attention_impl,
     )
     if seq > cfg.max_position_embeddings:
         raise ValueError(
@@ -356,6 +366,9 @@ def run(
         "torch_dtype": "bfloat16 autocast" if torch_cuda and dtype == "bfloat16" else "float32",
         "predictions": predictions,
         "full_head": full_head,
+        "scan_layers": scan_layers,
+        "remat": remat,
+        "attention_impl": attention_impl,
         "steps": steps,
         "warmup": warmup,
         "tokens_per_step": tokens,
@@ -450,6 +463,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--predictions", type=int, default=20, help="masked positions per row")
     parser.add_argument("--full_head", action="store_true", help="bert_jax MLM head everywhere")
+    parser.add_argument("--scan_layers", action="store_true", help="bert_jax: nn.scan the layers")
+    parser.add_argument("--remat", default="none", choices=["none", "full", "dots"])
+    parser.add_argument(
+        "--attention_impl", default="xla", help="bert_jax: xla, cudnn (GPU) or auto"
+    )
     parser.add_argument("--no_results_file", action="store_true")
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
@@ -475,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         peers,
         args.predictions,
         args.full_head,
+        args.scan_layers,
+        args.remat,
+        None if args.attention_impl == "auto" else args.attention_impl,
     )
     report(result, results_file=not args.no_results_file)
     print(json.dumps(result))
