@@ -186,3 +186,25 @@ def test_a_real_sweep_of_four_tiny_runs_tabulates_and_skips_finished(init_checkp
         assert (tmp_path / "runs" / png).stat().st_size > 1000
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "4 runs, 4 finished already, 0 to run." in again.stdout
+
+
+@pytest.mark.slow
+def test_fine_tune_reads_tfds_glue(init_checkpoint, tmp_path):
+    """--config.data_source=tfds: the TFDS glue/<task> path, under mock data (no download)."""
+    import tensorflow_datasets as tfds
+
+    from bert_jax.finetune import train_and_evaluate
+
+    config = glue_config.get_config("task=rte,model=tiny")
+    with config.unlocked():
+        config.data_source = "tfds"
+        config.init_checkpoint = init_checkpoint
+        config.num_epochs = 1.0
+        config.batch_size = 8
+        config.mesh_shape = (-1, 1, 1)
+    with tfds.testing.mock_data(num_examples=24):
+        results = train_and_evaluate(config, str(tmp_path))
+    assert 0.0 <= results["best/dev/accuracy"] <= 1.0
+    with open(tmp_path / "submission" / "RTE.tsv") as f:
+        table = list(csv.reader(f, delimiter="\t"))
+    assert len(table) == 25 and {r[1] for r in table[1:]} <= {"entailment", "not_entailment"}
