@@ -68,8 +68,9 @@ class BertConfig:
     initializer_range: float = 0.02
     dtype: str = "float32"  # compute dtype of activations and matmuls
     param_dtype: str = "float32"  # storage dtype of the parameters (master weights)
-    # "xla" (portable), "cudnn" (fused flash attention on GPU) or None (let JAX choose). Attention
-    # dropout needs the probabilities, so while it is active the explicit softmax path is used.
+    # "xla" (portable), "cudnn" (fused flash attention on GPU), "splash" (Pallas kernel with
+    # segment ids, TPU) or None (let JAX choose). Attention dropout needs the probabilities, so
+    # while it is active the explicit softmax path is used.
     attention_impl: str | None = "xla"
     # Memory and compile time: scan one compiled layer over stacked parameters (params then live
     # under bert/layers with a leading "layers" axis; `to_layer_layout` converts), and recompute
@@ -191,6 +192,47 @@ def attention_mask_from_segments(segment_ids: jax.Array) -> jax.Array:
     return (((q == k) | (q == 0)) & (k != 0))[:, None, :, :]
 
 
+def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array) -> jax.Array:
+    """Pallas splash attention (TPU) with segment ids: padding and packing in one kernel.
+
+    q, k, v are [batch, length, heads, head_dim]; length must be a multiple of 128. Each device
+    runs the kernel on its own rows and heads (``shard_map`` over the active mesh: batch over
+    data and fsdp, heads over tensor). Off TPU the kernel runs in Pallas' interpreter, for tests.
+    Real tokens get exactly the attention of the other implementations; padding positions attend
+    among themselves instead of to every real token (their outputs are never used).
+    """
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as masks
+    from jax.sharding import PartitionSpec as P
+
+    batch, length, heads, head_dim = q.shape
+    if length % 128:
+        raise ValueError(
+            f"attention_impl='splash' needs a length that is a multiple of 128, got {length}."
+        )
+    mesh = jax.sharding.get_abstract_mesh()
+    head_shards = mesh.shape.get("tensor", 1) if not mesh.empty else 1
+    kernel = splash.make_splash_mha(
+        masks.MultiHeadMask([masks.FullMask((length, length))] * (heads // head_shards)),
+        head_shards=1,
+        q_seq_shards=1,
+        interpret=jax.default_backend() != "tpu",
+    )
+
+    def attend(q, k, v, segments):  # [b, heads, length, head_dim] blocks of one device
+        ids = splash.SegmentIds(q=segments, kv=segments)
+        return jax.vmap(kernel)(q, k, v, segment_ids=ids)
+
+    q = q * (1.0 / jnp.sqrt(head_dim)).astype(q.dtype)
+    q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
+    if not mesh.empty:
+        rows, cols = P(("data", "fsdp"), "tensor", None, None), P(("data", "fsdp"), None)
+        attend = jax.shard_map(
+            attend, mesh=mesh, in_specs=(rows, rows, rows, cols), out_specs=rows, check_vma=False
+        )
+    return attend(q, k, v, segment_ids).transpose(0, 2, 1, 3)
+
+
 class Embeddings(nn.Module):
     cfg: BertConfig
 
@@ -233,7 +275,7 @@ class SelfAttention(nn.Module):
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
+    def __call__(self, x, segment_ids, deterministic: bool):
         cfg = self.cfg
         batch, length, _ = x.shape
 
@@ -243,15 +285,19 @@ class SelfAttention(nn.Module):
             return constrain(y, "activation_batch", "activation_length", "activation_heads", None)
 
         q, k, v = project("query"), project("key"), project("value")
-        if deterministic or cfg.attention_dropout == 0.0:
-            y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=cfg.attention_impl)
-        else:
+        if not deterministic and cfg.attention_dropout > 0.0:
             # Dropout on the attention probabilities needs them explicitly.
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(cfg.head_dim).astype(q.dtype)
+            mask = attention_mask_from_segments(segment_ids)
             logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
             probs = jax.nn.softmax(logits.astype(jnp.float32)).astype(q.dtype)
             probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=False)
             y = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        elif cfg.attention_impl == "splash":
+            y = splash_attention(q, k, v, segment_ids)
+        else:
+            mask = attention_mask_from_segments(segment_ids)
+            y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=cfg.attention_impl)
         y = constrain(y, "activation_batch", "activation_length", "activation_heads", None)
         y = y.reshape(batch, length, cfg.hidden_size)
         return dense(cfg, cfg.hidden_size, ("heads", "embed"), name="output")(y)
@@ -263,10 +309,10 @@ class TransformerLayer(nn.Module):
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
+    def __call__(self, x, segment_ids, deterministic: bool):
         cfg = self.cfg
         dropout = nn.Dropout(cfg.hidden_dropout)
-        y = SelfAttention(cfg, name="attention")(x, mask, deterministic)
+        y = SelfAttention(cfg, name="attention")(x, segment_ids, deterministic)
         x = layer_norm(cfg, "attention_layer_norm")(x + dropout(y, deterministic=deterministic))
         x = constrain(x, "activation_batch", "activation_length", "activation_embed")
         h = dense(cfg, cfg.intermediate_size, ("embed", "mlp"), name="intermediate")(x)
@@ -278,14 +324,14 @@ class TransformerLayer(nn.Module):
 
 
 class _ScanStep(nn.Module):
-    """One layer as an ``nn.scan`` step: carries the hidden states, shares mask and mode."""
+    """One layer as an ``nn.scan`` step: carries the hidden states, shares segments and mode."""
 
     cfg: BertConfig
     layer: type[nn.Module]
 
     @nn.compact
-    def __call__(self, x, mask, deterministic):
-        return self.layer(self.cfg, name="layer")(x, mask, deterministic), None
+    def __call__(self, x, segment_ids, deterministic):
+        return self.layer(self.cfg, name="layer")(x, segment_ids, deterministic), None
 
 
 def to_layer_layout(params: Mapping[str, Any], scan_layers: bool) -> dict[str, Any]:
@@ -362,14 +408,12 @@ class BertModel(nn.Module):
             position_ids = jnp.broadcast_to(jnp.arange(length), (batch, length))
         if segment_ids is None:
             segment_ids = jnp.ones_like(input_ids) if attention_mask is None else attention_mask
-        mask = attention_mask_from_segments(segment_ids)
-
         x = self.embeddings(input_ids, token_type_ids, position_ids, deterministic)
         if self.cfg.scan_layers:
-            x, _ = self.layers(x, mask, deterministic)
+            x, _ = self.layers(x, segment_ids, deterministic)
         else:
             for layer in self.layers:
-                x = layer(x, mask, deterministic)
+                x = layer(x, segment_ids, deterministic)
 
         # The pooler reads the [CLS] token of each sequence (of each packed pair when packed).
         if cls_positions is None:
