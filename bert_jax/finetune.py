@@ -375,15 +375,19 @@ def _read_best(workdir: str) -> dict | None:
 
 
 def _save_best(workdir: str, cfg: BertConfig, params, best: dict) -> None:
-    """Replaces ``WORKDIR/best`` with these parameters: written aside first, then swapped in."""
-    if jax.process_index() != 0:
-        return
+    """Replaces ``WORKDIR/best`` with these parameters: written aside first, then swapped in.
+
+    Every process calls it (each saves its shards of the parameters); process 0 moves files.
+    """
     final = os.path.join(workdir, checkpoints.BEST_DIR)
     staging = final + ".new"
-    shutil.rmtree(staging, ignore_errors=True)
-    pretrained.save(staging, cfg, jax.device_get(params), os.path.join(workdir, "tokenizer"))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)
-    with open(os.path.join(workdir, "best.json.tmp"), "w") as f:
-        json.dump(best, f, indent=2)
-    os.replace(os.path.join(workdir, "best.json.tmp"), os.path.join(workdir, "best.json"))
+    if jax.process_index() == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+    pretrained.save(staging, cfg, params, os.path.join(workdir, checkpoints.TOKENIZER_DIR))
+    if jax.process_index() == 0:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        with open(os.path.join(workdir, "best.json.tmp"), "w") as f:
+            json.dump(best, f, indent=2)
+        os.replace(os.path.join(workdir, "best.json.tmp"), os.path.join(workdir, "best.json"))
+    multihost_utils.sync_global_devices("best checkpoint replaced")

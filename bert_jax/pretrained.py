@@ -25,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from bert_jax import tokenizers
 from bert_jax.models.bert import BertConfig
@@ -54,14 +55,20 @@ def save(
         )
     # Load the tokenizer before writing anything, so a bad tokenizer_dir leaves no half directory.
     tokenizer = None if tokenizer_dir is None else tokenizers.load_tokenizer(str(tokenizer_dir))
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / CONFIG_FILE).open("w") as f:
-        json.dump(model_config.to_dict(), f, indent=2)
+    # With several processes every one calls this: all check first, the params are saved together
+    # (each process writes its shards), and process 0 writes the small files.
+    multihost_utils.sync_global_devices(f"pretrained.save checked {directory}")
+    if jax.process_index() == 0:
+        directory.mkdir(parents=True, exist_ok=True)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / PARAMS_DIR, nn.unbox(params))
     checkpointer.wait_until_finished()
-    if tokenizer is not None:
-        tokenizer.save(str(directory / TOKENIZER_DIR))
+    if jax.process_index() == 0:
+        with (directory / CONFIG_FILE).open("w") as f:
+            json.dump(model_config.to_dict(), f, indent=2)
+        if tokenizer is not None:
+            tokenizer.save(str(directory / TOKENIZER_DIR))
+    multihost_utils.sync_global_devices(f"pretrained.save done {directory}")
 
 
 def load(directory: str | os.PathLike, shardings: Any = None) -> tuple[BertConfig, dict[str, Any]]:

@@ -185,11 +185,17 @@ def check_finite(metrics: Mapping[str, float], step: int) -> None:
 
 
 class Preemption:
-    """Turns SIGTERM into a flag the loop checks, so that it can save before exiting."""
+    """Turns SIGTERM into a flag the loop checks, so that it can save before exiting.
+
+    Single process only: with several, processes could see the signal at different steps and
+    part ways; there JAX's own preemption notice, which orbax's ``reached_preemption`` reads at
+    the same step on every process, decides instead.
+    """
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
+        if jax.process_count() == 1:
+            signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint and stopping.")

@@ -208,3 +208,36 @@ def test_fine_tune_reads_tfds_glue(init_checkpoint, tmp_path):
     with open(tmp_path / "submission" / "RTE.tsv") as f:
         table = list(csv.reader(f, delimiter="\t"))
     assert len(table) == 25 and {r[1] for r in table[1:]} <= {"entailment", "not_entailment"}
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_and_predict(init_checkpoint, tmp_path, free_port):
+    """Two local processes (2 devices each): training, the best-checkpoint save that every
+    process joins, and test predictions written once."""
+    cmd = [
+        sys.executable, "-m", "bert_jax.main", "--config=configs/glue.py:task=sst2,model=tiny",
+        f"--workdir={tmp_path}", f"--config.init_checkpoint={init_checkpoint}",
+        "--config.synthetic_train_examples=256", "--config.num_epochs=2",
+        f"--coordinator_address=127.0.0.1:{free_port}", "--num_processes=2",
+    ]  # fmt: skip
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [
+        subprocess.Popen(
+            cmd + [f"--process_id={i}"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "best/dev/accuracy" in results
+    assert (tmp_path / "best" / "params").is_dir()
+    with open(tmp_path / "submission" / "SST-2.tsv") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert len(rows) - 1 == len(read_split(tmp_path / "glue_data", "sst2", "test"))
