@@ -34,9 +34,8 @@ from bert_jax.models.bert import BertConfig, to_layer_layout
 TOKENIZER_DIR = "tokenizer"  # every run keeps the tokenizer it used in WORKDIR/tokenizer
 BEST_DIR = "best"  # fine-tuning keeps its best parameters there, in the converted format
 
-# Fields that may change between a run and its resumption (how long, how often to log/save/eval).
+# Fields that may change between a run and its resumption: how often to log, save and evaluate.
 RESUMABLE_CHANGES = (
-    "total_steps",
     "log_every_steps",
     "eval_every_steps",
     "checkpoint_every_steps",
@@ -44,6 +43,14 @@ RESUMABLE_CHANGES = (
     "init_checkpoint",
     "data.eval_batches",
 )
+
+
+def _resumable_changes(config: dict[str, Any]) -> tuple[str, ...]:
+    """``total_steps`` may grow or shrink only where nothing depends on it: a constant learning
+    rate and no second phase (the decay and the phase-2 boundary are fractions of it)."""
+    constant = config.get("schedule") == "constant"
+    one_phase = not config.get("data", {}).get("phase2_fraction")
+    return RESUMABLE_CHANGES + (("total_steps",) if constant and one_phase else ())
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -82,13 +89,14 @@ def check_compatible_workdir(workdir: str, config: mlc.ConfigDict) -> None:
     differing = sorted(
         k
         for k in set(old_flat) | set(new_flat)
-        if old_flat.get(k) != new_flat.get(k) and k not in RESUMABLE_CHANGES
+        if old_flat.get(k) != new_flat.get(k) and k not in _resumable_changes(new)
     )
     if differing:
         changes = ", ".join(f"{k}: {old_flat.get(k)!r} -> {new_flat.get(k)!r}" for k in differing)
         raise ValueError(
             f"{workdir} holds a run with a different config ({changes}). Resume it with the same "
-            "config, or start this experiment in a new --workdir."
+            "config, or start this experiment in a new --workdir. (total_steps may change only "
+            "with a constant schedule and no phase 2: the decay and phase boundary depend on it.)"
         )
 
 

@@ -39,6 +39,7 @@ from bert_jax.train import (
     Preemption,
     abstract_state,
     all_finite,
+    check_batch_size,
     check_finite,
     create_train_state,
     global_batch,
@@ -213,7 +214,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         tokenizer.save(os.path.join(workdir, checkpoints.TOKENIZER_DIR))
 
     # --- Data.
+    check_batch_size("batch_size", config.batch_size, mesh, config.grad_accum_steps)
+    check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
     splits = load_splits(config, task, workdir)
+    empty = [name for name, split in splits.items() if len(split) == 0]
+    if empty:
+        raise ValueError(f"{task.name}: the {empty} split(s) hold no examples; check the data.")
     for name, split in splits.items():
         if split.skipped:
             logging.warning("%s/%s: skipped %d malformed rows", task.name, name, len(split.skipped))

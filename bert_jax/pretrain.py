@@ -34,6 +34,7 @@ from bert_jax.train import (
     Preemption,
     abstract_state,
     all_finite,
+    check_batch_size,
     check_finite,
     create_train_state,
     global_batch,
@@ -154,6 +155,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
             "`python -m bert_jax.prepare`, or --config.data.synthetic_documents=N for the "
             "embedded synthetic corpus."
         )
+    check_batch_size("batch_size", config.batch_size, mesh, config.grad_accum_steps)
+    if config.eval_every_steps:  # fail now rather than at the first evaluation, hours in
+        make_loader(config, data_dir, "eval", 0, shuffle=False, num_epochs=1)
     tokenizer = load_tokenizer(os.path.join(data_dir, "tokenizer"))
     if jax.process_index() == 0 and not os.path.exists(os.path.join(workdir, "tokenizer")):
         tokenizer.save(os.path.join(workdir, checkpoints.TOKENIZER_DIR))  # for fine-tuning

@@ -206,3 +206,20 @@ def mean_metrics(step_metrics: list[Mapping[str, jax.Array]]) -> dict[str, float
     """Averages the metrics of the steps since the last log; the one host sync of a log step."""
     fetched = jax.device_get(step_metrics)
     return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+
+def check_batch_size(name: str, size: int, mesh: Mesh, grad_accum_steps: int = 1) -> None:
+    """Fails before any work when a global batch cannot be split evenly.
+
+    Each process feeds size / processes rows, each data-parallel device (data x fsdp) an equal
+    part of every micro-batch.
+    """
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    for parts, what in (
+        (jax.process_count(), "processes"),
+        (shards * grad_accum_steps, "data-parallel devices (data x fsdp) x grad_accum_steps"),
+    ):
+        if size % parts:
+            raise ValueError(
+                f"{name}={size} does not split over the {parts} {what}; use a multiple of {parts}."
+            )

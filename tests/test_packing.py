@@ -96,3 +96,18 @@ def test_packed_rows_train_through_the_same_step(tmp_path):
     )
     _, metrics = step(state, global_batch(batch, mesh))
     assert np.isfinite(float(metrics["loss"])) and float(metrics["nsp_loss"]) > 0
+
+
+def test_packed_rows_never_corrupt_a_token_without_predicting_it(tmp_path):
+    """Few masked-LM slots for a packed row: every [MASK] in the row is a predicted position."""
+    from bert_jax.data.pipeline import make_pretraining_loader
+
+    prepare(str(tmp_path), synthetic=60, spm_vocab_size=128, max_seq_lengths=[128],
+            dupe_factor=1, max_pairs_per_row=3)  # fmt: skip
+    loader = make_pretraining_loader(
+        str(tmp_path), "train", seq_len=128, global_batch_size=8, seed=0, max_predictions=8,
+        max_pairs_per_row=3, mask_token_ratio=1.0, random_token_ratio=0.0, num_epochs=1,
+    )  # fmt: skip
+    for batch in loader:
+        masked = (batch["input_ids"] == 4).sum(axis=1)  # [MASK] = 4 in trained vocabularies
+        np.testing.assert_array_equal(masked, batch["masked_weights"].sum(axis=1))

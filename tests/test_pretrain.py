@@ -296,3 +296,9 @@ def test_init_checkpoint_from_a_converted_directory(data_dir, tmp_path):
     assert got.keys() == want.keys()
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg="/".join(k))
+
+
+def test_total_steps_may_change_only_where_nothing_depends_on_it(data_dir, tmp_path):
+    run(data_dir, tmp_path, 2, schedule="bert", warmup_steps=1)
+    proc = run(data_dir, tmp_path, 4, check=False, schedule="bert", warmup_steps=1)
+    assert proc.returncode != 0 and "total_steps: 2 -> 4" in proc.stderr

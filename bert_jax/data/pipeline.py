@@ -83,13 +83,22 @@ class _MakeExample:
         if position < len(self._stream):  # else: padding that fills the last global batch
             key = self._stream[position]
             epoch = position // self._num_records
+            # The pairs of a packed row share its masked-LM slots: a pair is masked only as far
+            # as slots remain, so no token is corrupted without being predicted.
+            budget = self._masking["max_predictions"]
             for i, pair in enumerate(pretraining.parse_row(self._source[key])):
                 # Seeded by the record key, not the stream position: the mask does not depend on
                 # the shuffle or on the number of processes.
                 entropy = [self._seed, epoch, key, i] if self._dynamic else [self._seed, key, i]
-                masked, positions, ids, weights = pretraining.mask_tokens(
-                    pair["input_ids"], np.random.default_rng(entropy), **self._masking
-                )
+                if budget > 0:
+                    masked, positions, ids, weights = pretraining.mask_tokens(
+                        pair["input_ids"],
+                        np.random.default_rng(entropy),
+                        **{**self._masking, "max_predictions": budget},
+                    )
+                    budget -= int(weights.sum())
+                else:
+                    masked, positions, ids, weights = pair["input_ids"], [], [], []
                 pairs.append(
                     {
                         **pair,
@@ -159,8 +168,8 @@ def make_pretraining_loader(
       seed: shuffle and masking seed (non-negative, < 2**32).
       masked_lm_prob, max_predictions, mask_token_ratio, random_token_ratio, whole_word: masking,
         as `pretraining.mask_tokens`.
-      max_pairs_per_row: 1 for plain rows; the --max_pairs_per_row of data packed by
-        `prepare --pack` (rows then carry segment_ids, position_ids, cls_positions, nsp_weights).
+      max_pairs_per_row: 1 for plain rows; for data packed by `prepare --max_pairs_per_row=N`,
+        N (rows then carry segment_ids, position_ids, cls_positions, nsp_weights).
       dynamic: a new mask every epoch (True) or the same mask every epoch (False).
       shuffle: shuffle every epoch.
       num_epochs: None repeats forever; a number makes a finite stream (every record once per
