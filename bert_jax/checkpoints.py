@@ -26,6 +26,7 @@ from typing import Any
 import grain.checkpoint
 import jax
 import ml_collections as mlc
+import numpy as np
 import orbax.checkpoint as ocp
 
 from bert_jax import pretrained
@@ -118,6 +119,62 @@ def read_results(workdir: str) -> dict[str, Any] | None:
         return json.load(f)
 
 
+def keep_tokenizer(tokenizer, workdir: str) -> None:
+    """Saves the run's tokenizer in ``WORKDIR/tokenizer`` (once, on process 0): fine-tuning and
+    ``init_checkpoint`` find it there."""
+    path = os.path.join(workdir, TOKENIZER_DIR)
+    if jax.process_index() == 0 and not os.path.exists(path):
+        tokenizer.save(path)
+
+
+# Fields that change how a model runs, not what it computes: free to differ from a checkpoint's.
+RUNTIME_FIELDS = (
+    "hidden_dropout",
+    "attention_dropout",
+    "dtype",
+    "param_dtype",
+    "attention_impl",
+    "scan_layers",
+    "remat",
+    "sparse_mlm_head",
+)
+
+
+def check_same_model(loaded: BertConfig, wanted: BertConfig, source: str) -> None:
+    """Refuses an initial checkpoint whose architecture differs from the config's (a different
+    activation, say, has the same shapes and would pass unnoticed)."""
+    differing = {
+        k: (v, getattr(wanted, k))
+        for k, v in loaded.to_dict().items()
+        if k not in RUNTIME_FIELDS and v != getattr(wanted, k)
+    }
+    if differing:
+        changes = ", ".join(
+            f"{k}: {a!r} in the checkpoint, {b!r} in the config" for k, (a, b) in differing.items()
+        )
+        raise ValueError(
+            f"init_checkpoint {source} is another model ({changes}); set --config.model.FIELD "
+            "to the checkpoint's values."
+        )
+
+
+def check_same_tokenizer(checkpoint_dir: str, tokenizer, source: str) -> None:
+    """Refuses an initial checkpoint whose vocabulary is not the data's (same size, other ids)."""
+    if not os.path.exists(os.path.join(checkpoint_dir, "tokenizer.json")):
+        return  # a checkpoint converted without its vocabulary: nothing to compare
+    from bert_jax.tokenizers import load_tokenizer
+
+    theirs = load_tokenizer(checkpoint_dir)
+    same = theirs.vocab_size == tokenizer.vocab_size and all(
+        theirs.id_to_token(i) == tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)
+    )
+    if not same:
+        raise ValueError(
+            f"init_checkpoint {source} was trained with another vocabulary than the data's "
+            f"tokenizer; prepare the data with its own (prepare --vocab_dir={checkpoint_dir})."
+        )
+
+
 class _Snapshot:
     """The input-pipeline state at save time: async saves must not see the iterator move on."""
 
@@ -165,9 +222,6 @@ class Checkpointer:
         logging.info("Restored step %d from %s", step, self.directory)
         return restored["state"]
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
-
     def reached_preemption(self, step: int) -> bool:
         return self.manager.reached_preemption(step)
 
@@ -190,6 +244,13 @@ def load_init_checkpoint(path: str) -> tuple[BertConfig, dict, str]:
         model_config, params = pretrained.load(os.path.join(path, BEST_DIR))
         return model_config, params, os.path.join(path, TOKENIZER_DIR)
     config_file = os.path.join(path, "config.json")
+    if os.path.exists(config_file):
+        with open(config_file) as f:
+            if json.load(f).get("experiment") != "pretrain":
+                raise FileNotFoundError(
+                    f"init_checkpoint {path} is a fine-tuning workdir without best/ parameters "
+                    "yet; let its run evaluate once, or start from its pretrained checkpoint."
+                )
     step = Checkpointer(path, max_to_keep=1).latest_step() if os.path.exists(config_file) else None
     if step is None:
         raise FileNotFoundError(
@@ -223,7 +284,7 @@ def merge_params(loaded: dict, fresh: dict, what: str) -> dict:
                 f"{what}: parameter {'/'.join(k.key for k in path)} has shape {node.shape} but "
                 f"the model expects {fresh_leaf.shape}: the checkpoint is of another architecture."
             )
-        return node
+        return np.asarray(node).astype(fresh_leaf.dtype)  # e.g. fp32 weights, bf16 param_dtype
 
     missing: list[str] = []
     merged = jax.tree_util.tree_map_with_path(merge, fresh)

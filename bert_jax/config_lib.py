@@ -74,7 +74,7 @@ def base_config() -> mlc.ConfigDict:
     c.weight_decay = 0.01
     c.b1 = 0.9
     c.b2 = 0.999
-    c.eps = 1e-6
+    c.eps = mlc.FieldReference(None, field_type=float)  # None: the optimizer's own default
     c.clip_norm = 1.0  # global-norm clipping; 0 disables it
 
     c.mesh_shape = (-1, 1, 1)  # (data, fsdp, tensor); one -1 takes the remaining devices

@@ -47,9 +47,6 @@ from bert_jax.train import (
     mean_metrics,
 )
 
-# Model options a fine-tuning config may set; the architecture comes from the checkpoint.
-RUNTIME_MODEL_FIELDS = ("hidden_dropout", "attention_dropout", "dtype", "attention_impl")
-
 
 # ----------------------------------------------------------------------------------------------
 # Data: GLUE rows -> fixed-length features -> per-process batches.
@@ -123,7 +120,7 @@ def load_splits(config: mlc.ConfigDict, task: Task, workdir: str) -> dict[str, G
     if task.predicted_by:  # AX: test only
         wanted = list(task.test_splits)
     if config.data_source == "tfds":
-        return {s: load_tfds_split(task.name, s) for s in wanted}
+        return {s: load_tfds_split(task.name, s, data_dir=config.data_dir) for s in wanted}
     if config.data_source == "synthetic":
         data_dir = os.path.join(workdir, "glue_data")
         if jax.process_index() == 0 and not os.path.exists(data_dir):
@@ -167,7 +164,8 @@ def make_loss_fn(model: BertForSequenceClassification, regression: bool):
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
             correct = (logits.argmax(-1) == batch["labels"]) * w
             metrics = {"accuracy": correct.sum() / denominators["examples"]}
-        return (losses * w).sum() / denominators["examples"], metrics
+        # jnp.where, not a product: a padding row's output must not reach the sum even as NaN.
+        return jnp.where(w > 0, losses * w, 0.0).sum() / denominators["examples"], metrics
 
     return loss_fn
 
@@ -208,10 +206,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     ckpt_model, init_params, tokenizer_dir = checkpoints.load_init_checkpoint(
         config.init_checkpoint
     )
-    cfg = dataclasses.replace(ckpt_model, **{k: config.model[k] for k in RUNTIME_MODEL_FIELDS})
+    # The architecture comes from the checkpoint; how to run it (dropout, dtype, ...) from here.
+    cfg = dataclasses.replace(
+        ckpt_model, **{k: config.model[k] for k in checkpoints.RUNTIME_FIELDS}
+    )
     tokenizer = load_tokenizer(tokenizer_dir)
-    if jax.process_index() == 0 and not os.path.exists(os.path.join(workdir, "tokenizer")):
-        tokenizer.save(os.path.join(workdir, checkpoints.TOKENIZER_DIR))
+    checkpoints.keep_tokenizer(tokenizer, workdir)
 
     # --- Data.
     check_batch_size("batch_size", config.batch_size, mesh, config.grad_accum_steps)

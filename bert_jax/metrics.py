@@ -43,7 +43,7 @@ def training_flops_per_token(cfg: BertConfig, seq_len: int, predictions_per_toke
     """Training FLOPs per real token (3x forward; a multiply-add is 2 FLOPs).
 
     Encoder matmuls 72*L*H^2, attention scores and values 12*L*H*S (S = the length a token attends
-    over: the segment length when packed), MLM head 6*H*(H+V) per prediction.
+    over), MLM head 6*H*(H+V) per prediction.
     """
     L, H, V = cfg.num_layers, cfg.hidden_size, cfg.vocab_size
     return 72 * L * H**2 + 12 * L * H * seq_len + predictions_per_token * 6 * H * (H + V)

@@ -63,10 +63,11 @@ def pretraining_terms(model: BertForPreTraining, params, batch: Batch, rng, dete
     nsp_w = nsp_weights(batch)
     labels = batch["next_sentence_label"]
     nsp_ce = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, labels)
+    # jnp.where, not a product: a padding row's logits must not reach the sums even as NaN.
     return {
-        "mlm_loss": (mlm_ce * w).sum(),
+        "mlm_loss": jnp.where(w > 0, mlm_ce * w, 0.0).sum(),
         "mlm_accuracy": ((mlm_logits.argmax(-1) == batch["masked_ids"]) * w).sum(),
-        "nsp_loss": (nsp_ce * nsp_w).sum(),
+        "nsp_loss": jnp.where(nsp_w > 0, nsp_ce * nsp_w, 0.0).sum(),
         "nsp_accuracy": ((nsp_logits.argmax(-1) == labels) * nsp_w).sum(),
     }
 

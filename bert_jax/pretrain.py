@@ -159,8 +159,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     if config.eval_every_steps:  # fail now rather than at the first evaluation, hours in
         make_loader(config, data_dir, "eval", 0, shuffle=False, num_epochs=1)
     tokenizer = load_tokenizer(os.path.join(data_dir, "tokenizer"))
-    if jax.process_index() == 0 and not os.path.exists(os.path.join(workdir, "tokenizer")):
-        tokenizer.save(os.path.join(workdir, checkpoints.TOKENIZER_DIR))  # for fine-tuning
+    checkpoints.keep_tokenizer(tokenizer, workdir)  # fine-tuning reads it from there
 
     # --- Model.
     cfg = to_bert_config(config.model)
@@ -210,7 +209,11 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         state = ckpt.restore(step, abstract_state(shardings, state), data_iter)
         logging.info("Resuming from step %d", step)
     elif config.init_checkpoint:
-        _, params, _ = checkpoints.load_init_checkpoint(config.init_checkpoint)
+        ckpt_model, params, ckpt_tokenizer = checkpoints.load_init_checkpoint(
+            config.init_checkpoint
+        )
+        checkpoints.check_same_model(ckpt_model, cfg, config.init_checkpoint)
+        checkpoints.check_same_tokenizer(ckpt_tokenizer, tokenizer, config.init_checkpoint)
         params = checkpoints.merge_params(params, state.params, config.init_checkpoint)
         state = state.replace(params=jax.device_put(params, shardings.params))
 
@@ -220,7 +223,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     preemption = Preemption()
     peak = device_peak_flops()
     pending: list[dict] = []
-    tokens = examples = 0
+    tokens = examples = rows = 0
     t0 = time.monotonic()
     last: dict[str, float] = {}
     last_eval: dict[str, float] = {}
@@ -231,19 +234,26 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 logging.info("Phase change at step %d: seq_len %d", step, phase[1])
                 data_iter = iter(make_loader(config, data_dir, "train", step))
             local = next(data_iter)
-            examples += len(local["input_ids"]) * jax.process_count()
+            # Host-side counts of this process's rows, scaled to the global batch: no device sync.
+            rows += len(local["input_ids"]) * jax.process_count()
+            pairs = (
+                local["nsp_weights"].sum() if "nsp_weights" in local else len(local["input_ids"])
+            )
+            examples += int(pairs) * jax.process_count()
             tokens += int(local["attention_mask"].sum()) * jax.process_count()
             state, metrics = train_step(state, global_batch(local, mesh))
             pending.append(metrics)
             step += 1
 
             if step % config.log_every_steps == 0 or step == config.total_steps:
-                averaged = mean_metrics(pending)
+                averaged, num_steps = mean_metrics(pending), len(pending)
                 pending = []
                 check_finite(averaged, step)
                 dt = time.monotonic() - t0
+                # Sequence length S of the attention term: the row length (an upper bound when
+                # packed); the MLM head computes every prediction slot of every row.
                 flops = (
-                    training_flops_per_token(cfg, phase[1], phase[2] * examples / max(tokens, 1))
+                    training_flops_per_token(cfg, phase[1], phase[2] * rows / max(tokens, 1))
                     * tokens
                 )
                 last = {
@@ -251,19 +261,20 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                     "learning_rate": float(schedule(step - 1)),
                     "tokens_per_sec": tokens / dt,
                     "examples_per_sec": examples / dt,
-                    "step_time": dt / config.log_every_steps,
+                    "step_time": dt / num_steps,
                     "tflops_per_device": flops / dt / jax.device_count() / 1e12,
                 }
                 if peak:
                     last["mfu"] = flops / dt / jax.device_count() / peak
                 writer.write(step, last)
                 progress.update(step, last["loss"])
-                tokens = examples = 0
+                tokens = examples = rows = 0
                 t0 = time.monotonic()
 
             if config.eval_every_steps and (
                 step % config.eval_every_steps == 0 or step == config.total_steps
             ):
+                eval_start = time.monotonic()
                 eval_loader = make_loader(
                     config, data_dir, "eval", step - 1, shuffle=False, num_epochs=1
                 )
@@ -275,7 +286,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                     last_eval = {k: v for k, v in last_eval.items() if "nsp" not in k}
                 writer.write(step, last_eval)
                 logging.info("step %d %s", step, last_eval)
-                t0 = time.monotonic()
+                t0 += time.monotonic() - eval_start  # throughput counts training time only
 
             stop = preemption.requested or ckpt.reached_preemption(step)
             if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:

@@ -1,0 +1,47 @@
+"""Initial-checkpoint checks: a checkpoint of another model or vocabulary is refused by name."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bert_jax import checkpoints
+from bert_jax.models.bert import BertConfig
+from bert_jax.tokenizers import WordPiece
+
+BASE = BertConfig.from_name("tiny", vocab_size=40)
+
+
+def test_another_architecture_is_refused_and_runtime_options_are_free():
+    tanh = dataclasses.replace(BASE, hidden_act="gelu_tanh")
+    with pytest.raises(ValueError, match="hidden_act: 'gelu_tanh' in the checkpoint, 'gelu'"):
+        checkpoints.check_same_model(tanh, BASE, "ckpt")
+    runtime = dataclasses.replace(BASE, dtype="bfloat16", remat="full", hidden_dropout=0.0)
+    checkpoints.check_same_model(runtime, BASE, "ckpt")
+
+
+def _vocab(tmp_path, name, words):
+    path = tmp_path / name
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    return WordPiece(str(path))
+
+
+def test_another_vocabulary_of_the_same_size_is_refused(tmp_path):
+    ours = _vocab(tmp_path, "a.txt", ["cat", "dog"])
+    _vocab(tmp_path, "b.txt", ["dog", "cat"]).save(str(tmp_path / "ckpt_tokenizer"))
+    with pytest.raises(ValueError, match="another vocabulary"):
+        checkpoints.check_same_tokenizer(str(tmp_path / "ckpt_tokenizer"), ours, "ckpt")
+    ours.save(str(tmp_path / "same"))
+    checkpoints.check_same_tokenizer(str(tmp_path / "same"), ours, "ckpt")
+
+
+def test_merge_params_takes_loaded_values_in_the_models_dtype_and_layout():
+    fresh = {
+        "bert": {"layers": {"layer": {"w": np.zeros((2, 3), np.float16)}}},
+        "head": {"b": np.ones(2)},
+    }
+    loaded = {"bert": {"layer_0": {"w": np.full(3, 1.5)}, "layer_1": {"w": np.full(3, 2.5)}}}
+    merged = checkpoints.merge_params(loaded, fresh, "ckpt")
+    w = merged["bert"]["layers"]["layer"]["w"]
+    assert w.dtype == np.float16 and w.tolist() == [[1.5] * 3, [2.5] * 3]
+    assert merged["head"]["b"].tolist() == [1.0, 1.0]  # missing from the checkpoint: fresh
