@@ -271,6 +271,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 tokens = examples = rows = 0
                 t0 = time.monotonic()
 
+            # Save before evaluating: an evaluation that fails must not cost the checkpoint.
+            stop = preemption.requested or ckpt.reached_preemption(step)
+            if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
+                # Never commit a state that a non-finite update produced.
+                check_finite({"parameters": float(all_finite(state.params))}, step)
+                ckpt.save(step, state, data_iter, force=True)
             if config.eval_every_steps and (
                 step % config.eval_every_steps == 0 or step == config.total_steps
             ):
@@ -288,11 +294,6 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 logging.info("step %d %s", step, last_eval)
                 t0 += time.monotonic() - eval_start  # throughput counts training time only
 
-            stop = preemption.requested or ckpt.reached_preemption(step)
-            if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop:
-                # Never commit a state that a non-finite update produced.
-                check_finite({"parameters": float(all_finite(state.params))}, step)
-                ckpt.save(step, state, data_iter, force=True)
             if stop:
                 logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
                 break
