@@ -18,6 +18,8 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,7 @@ import ml_collections as mlc
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 from bert_jax import checkpoints, optim, pretrained
 from bert_jax.data.glue import GlueSplit, load_tfds_split, read_split, write_synthetic_glue
@@ -36,6 +39,7 @@ from bert_jax.sharding import make_mesh, replicated, use_mesh
 from bert_jax.tokenizers import Tokenizer, load_tokenizer
 from bert_jax.train import (
     Batch,
+    LossFn,
     Preemption,
     abstract_state,
     all_finite,
@@ -92,7 +96,9 @@ def train_batch(features, step: int, batch_size: int, seed: int) -> dict[str, np
     return {k: v[rows] for k, v in features.items()}
 
 
-def predict(predict_fn, params, features, batch_size: int, mesh) -> np.ndarray:
+def predict(
+    predict_fn: Callable, params: Any, features: dict[str, np.ndarray], batch_size: int, mesh: Mesh
+) -> np.ndarray:
     """Model outputs for every example exactly once, on one process or many.
 
     The last partial batch is padded with zero-weight rows, which are dropped afterwards; every
@@ -146,7 +152,7 @@ def load_splits(config: mlc.ConfigDict, task: Task, workdir: str) -> dict[str, G
 # ----------------------------------------------------------------------------------------------
 # The objective: cross-entropy, or mean squared error for regression (STS-B).
 # ----------------------------------------------------------------------------------------------
-def make_loss_fn(model: BertForSequenceClassification, regression: bool):
+def make_loss_fn(model: BertForSequenceClassification, regression: bool) -> LossFn:
     def loss_fn(params, batch, rng, denominators):
         logits = model.apply(
             {"params": params},
@@ -319,7 +325,15 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     return results
 
 
-def evaluate_dev(task, predict_fn, params, features, splits, config, mesh) -> dict[str, float]:
+def evaluate_dev(
+    task: Task,
+    predict_fn: Callable,
+    params: Any,
+    features: dict[str, dict[str, np.ndarray]],
+    splits: dict[str, GlueSplit],
+    config: mlc.ConfigDict,
+    mesh: Mesh,
+) -> dict[str, float]:
     """``dev/<split>/<metric>`` for every dev split of ``task`` (MNLI: matched and mismatched)."""
     dev = {}
     for split in task.dev_splits:

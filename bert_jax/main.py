@@ -13,6 +13,7 @@ import os
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -42,7 +43,7 @@ def start_distributed() -> None:
         jax.distributed.initialize()
 
 
-def check_paths(config, workdir: str) -> None:
+def check_paths(config: ml_collections.ConfigDict, workdir: str) -> None:
     """bert_jax reads and writes files (array_record reads local files): a gs:// path fails here,
     before any work, with the way to mount it."""
     paths = {"--workdir": workdir, "init_checkpoint": config.get("init_checkpoint")}

@@ -229,7 +229,7 @@ def make_optimizer(
 
 
 def from_config(
-    config, total_steps: int, warmup_steps: int
+    config: Any, total_steps: int, warmup_steps: int
 ) -> tuple[optax.Schedule, optax.GradientTransformation]:
     """The schedule and optimizer an experiment config describes (``bert_jax.config_lib``)."""
     schedule = make_schedule(

@@ -16,11 +16,15 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
+import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 from bert_jax import checkpoints, optim
 from bert_jax.config_lib import to_bert_config
@@ -28,9 +32,10 @@ from bert_jax.data import pipeline
 from bert_jax.metrics import MetricWriter, Progress, device_peak_flops, training_flops_per_token
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.objectives import loss_denominators, make_loss_fn, pretraining_terms
-from bert_jax.sharding import make_mesh, use_mesh
+from bert_jax.sharding import Rules, make_mesh, use_mesh
 from bert_jax.tokenizers import load_tokenizer
 from bert_jax.train import (
+    Batch,
     Preemption,
     abstract_state,
     all_finite,
@@ -46,7 +51,7 @@ from bert_jax.train import (
 # ----------------------------------------------------------------------------------------------
 # Evaluation on held-out pairs (the objective itself is in bert_jax.objectives).
 # ----------------------------------------------------------------------------------------------
-def make_eval_step(model: BertForPreTraining):
+def make_eval_step(model: BertForPreTraining) -> Callable[[Any, Batch], tuple[dict, dict]]:
     @jax.jit
     def eval_step(params, batch):
         sums = pretraining_terms(model, params, batch, None, deterministic=True)
@@ -56,7 +61,9 @@ def make_eval_step(model: BertForPreTraining):
     return eval_step
 
 
-def evaluate(eval_step, params, batches, mesh, rules) -> dict[str, float]:
+def evaluate(
+    eval_step: Callable, params: Any, batches: Iterable[dict], mesh: Mesh, rules: Rules
+) -> dict[str, float]:
     """MLM and NSP loss and accuracy over held-out batches, every example counted once."""
     totals: dict[str, float] = {}
     with use_mesh(mesh, rules):
@@ -110,7 +117,9 @@ def prepare_embedded_corpus(config: mlc.ConfigDict, workdir: str) -> str:
     return data_dir
 
 
-def make_loader(config: mlc.ConfigDict, data_dir: str, split: str, step: int, **kwargs):
+def make_loader(
+    config: mlc.ConfigDict, data_dir: str, split: str, step: int, **kwargs: Any
+) -> Iterator[dict[str, np.ndarray]]:
     _, seq_len, max_predictions = phase_at(config, step)
     d = config.data
     return pipeline.make_pretraining_loader(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -88,7 +89,7 @@ def use_mesh(mesh: Mesh, rules: Rules) -> Iterator[None]:
         yield
 
 
-def logical_shardings(abstract_tree, mesh: Mesh, rules: Rules):
+def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: Rules) -> Any:
     """NamedShardings for a (boxed) pytree from its logical axis names; unnamed leaves replicate."""
     specs = nn.get_partition_spec(abstract_tree)
     return nn.logical_to_mesh_sharding(specs, mesh, tuple(rules))

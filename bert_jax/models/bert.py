@@ -152,7 +152,9 @@ def _zeros(axes: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
 
 
-def dense(cfg: BertConfig, features: int, kernel_axes, name=None) -> nn.Dense:
+def dense(
+    cfg: BertConfig, features: int, kernel_axes: tuple[str | None, ...], name: str | None = None
+) -> nn.Dense:
     """A Dense layer whose [in, out] kernel and [out] bias carry logical axis names."""
     return nn.Dense(
         features,
@@ -164,7 +166,7 @@ def dense(cfg: BertConfig, features: int, kernel_axes, name=None) -> nn.Dense:
     )
 
 
-def layer_norm(cfg: BertConfig, name=None) -> nn.LayerNorm:
+def layer_norm(cfg: BertConfig, name: str | None = None) -> nn.LayerNorm:
     return nn.LayerNorm(
         epsilon=cfg.layer_norm_eps,
         dtype=cfg.compute_dtype,
