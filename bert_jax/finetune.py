@@ -290,6 +290,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 logged["learning_rate"] = float(schedule(step - 1))
                 writer.write(step, logged)
                 progress.update(step, logged["loss"])
+                logging.info("step %d/%d: loss %.4f", step, total_steps, logged["loss"])
                 pending = []
             stop = preemption.requested or ckpt.reached_preemption(step)
             if step % eval_every == 0 or step == total_steps:

@@ -15,6 +15,7 @@ import sys
 import jax
 import ml_collections
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -30,6 +31,15 @@ def _cluster_detected() -> bool:
     """True on the multi-process clusters where jax.distributed finds its peers by itself."""
     tpu_hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
     return "," in tpu_hosts or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def show_own_info_only() -> None:
+    """INFO lines from bert_jax; from the libraries only warnings and errors (orbax alone logs a
+    dozen INFO lines per checkpoint)."""
+    own = f"{os.sep}bert_jax{os.sep}"
+    absl_logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= logging.WARNING or own in record.pathname
+    )
 
 
 def start_distributed() -> None:
@@ -61,6 +71,7 @@ def check_paths(config: ml_collections.ConfigDict, workdir: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    show_own_info_only()
     config = _CONFIG.value
     check_paths(config, _WORKDIR.value)
     start_distributed()

@@ -277,6 +277,11 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                     last["mfu"] = flops / dt / jax.device_count() / peak
                 writer.write(step, last)
                 progress.update(step, last["loss"])
+                logging.info(
+                    "step %d: loss %.4f, MLM accuracy %.3f, NSP accuracy %.3f, %.0f tokens/s",
+                    step, last["loss"], last["mlm_accuracy"], last["nsp_accuracy"],
+                    last["tokens_per_sec"],
+                )  # fmt: skip
                 tokens = examples = rows = 0
                 t0 = time.monotonic()
 
