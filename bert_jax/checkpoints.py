@@ -260,9 +260,19 @@ def load_init_checkpoint(path: str) -> tuple[BertConfig, dict, str]:
     with open(config_file) as f:
         model_config = BertConfig.from_dict(json.load(f)["model"])
     state_dir = os.path.join(path, "checkpoints", str(step), "state")
-    state = ocp.StandardCheckpointer().restore(state_dir)
     logging.info("Initialising from %s (step %d)", path, step)
-    return model_config, state["params"], os.path.join(path, TOKENIZER_DIR)
+    return model_config, _restore_params_only(state_dir), os.path.join(path, TOKENIZER_DIR)
+
+
+def _restore_params_only(state_dir: str) -> dict:
+    """The parameters of a saved train state, as host arrays: no optimizer moments are read, and
+    nothing depends on the topology the checkpoint was written on."""
+    checkpointer = ocp.PyTreeCheckpointer()
+    params = checkpointer.metadata(state_dir).item_metadata.tree["params"]
+    item = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), params)}
+    as_numpy = {"params": jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), params)}
+    restore = ocp.args.PyTreeRestore(item=item, restore_args=as_numpy, partial_restore=True)
+    return checkpointer.restore(state_dir, args=restore)["params"]
 
 
 def merge_params(loaded: dict, fresh: dict, what: str) -> dict:

@@ -302,3 +302,20 @@ def test_total_steps_may_change_only_where_nothing_depends_on_it(data_dir, tmp_p
     run(data_dir, tmp_path, 2, schedule="bert", warmup_steps=1)
     proc = run(data_dir, tmp_path, 4, check=False, schedule="bert", warmup_steps=1)
     assert proc.returncode != 0 and "total_steps: 2 -> 4" in proc.stderr
+
+
+def test_a_pretraining_workdir_is_an_initial_checkpoint(data_dir, tmp_path):
+    """Fine-tuning (or more pretraining) starts from a workdir's latest parameters alone."""
+    from bert_jax import checkpoints
+
+    run(data_dir, tmp_path, 2, checkpoint_every_steps=2)
+    model_config, params, tokenizer_dir = checkpoints.load_init_checkpoint(str(tmp_path))
+    assert model_config.num_layers == 2 and os.path.exists(
+        os.path.join(tokenizer_dir, "tokenizer.json")
+    )
+    state = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "2" / "state")
+    got, want = traverse_util.flatten_dict(params), traverse_util.flatten_dict(state["params"])
+    assert got.keys() == want.keys()
+    for k in want:
+        assert isinstance(got[k], np.ndarray)
+        np.testing.assert_array_equal(got[k], want[k])
