@@ -325,11 +325,15 @@ def prepare(
     num_tokens = {str(length): dict.fromkeys(SPLITS, 0) for length in max_seq_lengths}
     num_rows = {str(length): dict.fromkeys(SPLITS, 0) for length in max_seq_lengths}
     buffers: dict[str, list[list[list[int]]]] = {split: [] for split in SPLITS}
+    earlier: dict[str, list[list[list[int]]]] = {split: [] for split in SPLITS}
     num_flushes = dict.fromkeys(SPLITS, 0)
 
     def flush(split: str) -> None:
         """Pairs from the buffered documents of a split, for every length, shuffled, written."""
         docs = buffers[split]
+        # Random next segments may also come from the previous buffer's documents (not paired
+        # again themselves), so that a short last buffer still gets its 50% of random pairs.
+        pool = docs + earlier[split]
         for length in max_seq_lengths:
             rng = np.random.default_rng(
                 [seed, shard_index, SPLITS.index(split), num_flushes[split], length]
@@ -340,7 +344,7 @@ def prepare(
                 for index, document in enumerate(docs)
                 for instance in pretraining.create_instances(
                     document,
-                    docs,
+                    pool,
                     index,
                     length,
                     short_seq_prob,
@@ -360,7 +364,8 @@ def prepare(
             num_instances[str(length)][split] += len(instances)
             num_rows[str(length)][split] += len(rows)
         num_flushes[split] += 1
-        docs.clear()
+        earlier[split] = docs[-1000:]
+        buffers[split] = []
 
     counts = CleaningCounts()
     try:

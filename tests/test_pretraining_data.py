@@ -525,3 +525,25 @@ def test_prepare_refuses_to_overwrite_a_prepared_shard(tmp_path):
     with pytest.raises(FileExistsError, match="prepare into a new --output"):
         prepare_lib.prepare(str(tmp_path), synthetic=20, spm_vocab_size=64, max_seq_lengths=[32])
     assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.array_record")) == before
+
+
+def test_small_buffers_still_get_random_next_segments(tmp_path):
+    """One document per buffer: random next segments come from the previous buffer's documents,
+    so the pairs look like those of one big buffer (same NSP balance)."""
+
+    def random_next_rate(buffer_documents):
+        out = tmp_path / str(buffer_documents)
+        prepare_lib.prepare(
+            str(out),
+            synthetic=60,
+            spm_vocab_size=64,
+            max_seq_lengths=[64],
+            dupe_factor=2,
+            buffer_documents=buffer_documents,
+            eval_fraction=0.0,
+        )
+        pairs = _read_records(str(out / "seq64" / "train-00000-of-00001.array_record"))
+        return np.mean([p["next_sentence_label"] for p in pairs])
+
+    one_buffer, tiny_buffers = random_next_rate(1000), random_next_rate(1)
+    assert abs(tiny_buffers - one_buffer) < 0.1, (tiny_buffers, one_buffer)
