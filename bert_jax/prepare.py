@@ -19,7 +19,8 @@ Output (format of a record: `bert_jax.data.pretraining.serialize_row`):
 Memory stays bounded: documents are tokenized and turned into pairs in buffers of
 --buffer_documents documents (per split), so a random next segment comes from another document of
 the same buffer or of the last 1000 of the buffer before, not of the whole corpus; pairs are
-shuffled within a buffer (the loader shuffles globally). Each of --max_seq_length's lengths gets its own pairs from the same tokenized documents.
+shuffled within a buffer (the loader shuffles globally). Each of --max_seq_length's lengths gets
+its own pairs from the same tokenized documents.
 Held-out documents (eval split, --eval_fraction) are chosen by a hash of the document's index in
 the input stream, so the choice does not depend on sharding; eval pairs are made once (no dupes).
 
