@@ -12,6 +12,7 @@ Usage::
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shlex
 import sys
@@ -86,3 +87,11 @@ def append_result(
     lines.insert(i, line)
     with open(path, "w") as f:
         f.write("\n".join(lines).lstrip("\n") + "\n")
+
+
+def publish(result: dict, report, results_file: bool) -> dict:
+    """Prints the human report (appending to RESULTS.md unless told not to), then the result as
+    one JSON object on the last line, for scripts and tests."""
+    report(result, results_file=results_file)
+    print(json.dumps(result))
+    return result

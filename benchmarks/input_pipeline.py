@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks import append_result, command_line, format_table, hardware, load_average
+from benchmarks import (
+    append_result,
+    command_line,
+    format_table,
+    hardware,
+    load_average,
+    publish,
+)
 
 TARGET_TOKENS_PER_SEC = 750_000  # real tokens/s on the project's 2-core CPU machine
 
@@ -194,9 +200,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.data_dir,
         args.spm_vocab_size,
     )
-    report(result, results_file=not args.no_results_file)
-    print(json.dumps(result))
-    return result
+    return publish(result, report, results_file=not args.no_results_file)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks import append_result, command_line, format_table, hardware, load_average
+from benchmarks import (
+    append_result,
+    command_line,
+    format_table,
+    hardware,
+    load_average,
+    publish,
+)
 from benchmarks.input_pipeline import default_data_dir, prepared_corpus
 from benchmarks.train_step import bert_jax_step
 from bert_jax.models.bert import BertConfig
@@ -148,9 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.steps,
         args.warmup,
     )
-    report(result, results_file=not args.no_results_file)
-    print(json.dumps(result))
-    return result
+    return publish(result, report, results_file=not args.no_results_file)
 
 
 if __name__ == "__main__":

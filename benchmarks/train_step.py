@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -39,7 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import append_result, command_line, format_table, hardware, load_average
+from benchmarks import (
+    append_result,
+    command_line,
+    format_table,
+    hardware,
+    load_average,
+    publish,
+)
 from bert_jax.metrics import device_peak_flops, training_flops_per_token
 from bert_jax.models.bert import VARIANTS, BertConfig
 
@@ -497,9 +503,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.remat,
         None if args.attention_impl == "auto" else args.attention_impl,
     )
-    report(result, results_file=not args.no_results_file)
-    print(json.dumps(result))
-    return result
+    return publish(result, report, results_file=not args.no_results_file)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import jax
 import ml_collections as mlc
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 from bert_jax import pretrained
 from bert_jax.models.bert import BertConfig, to_layer_layout
@@ -54,16 +55,6 @@ def _resumable_changes(config: dict[str, Any]) -> tuple[str, ...]:
     return RESUMABLE_CHANGES + (("total_steps",) if constant and one_phase else ())
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_to_dict(config: mlc.ConfigDict) -> dict[str, Any]:
     """A JSON-compatible view of a config (tuples become lists)."""
     return json.loads(config.to_json())
@@ -86,7 +77,8 @@ def check_compatible_workdir(workdir: str, config: mlc.ConfigDict) -> None:
         return
     with open(path) as f:
         old = json.load(f)
-    old_flat, new_flat = _flatten(old), _flatten(new)
+    old_flat = traverse_util.flatten_dict(old, sep=".")
+    new_flat = traverse_util.flatten_dict(new, sep=".")
     differing = sorted(
         k
         for k in set(old_flat) | set(new_flat)

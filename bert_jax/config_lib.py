@@ -8,10 +8,12 @@ ml_collections names the closest key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections as mlc
+from absl import flags
+from ml_collections import config_flags
 
 from bert_jax.models.bert import VARIANTS, BertConfig
 from bert_jax.sharding import DEFAULT_RULES
@@ -86,3 +88,19 @@ def base_config() -> mlc.ConfigDict:
     c.max_checkpoints_to_keep = 3
     c.init_checkpoint = mlc.FieldReference(None, field_type=str)
     return c
+
+
+def load_config(argv: Sequence[str]) -> mlc.ConfigDict:
+    """The locked config that ``bert_jax.main`` builds from the same arguments.
+
+    >>> load_config(["--config=configs/pretrain.py:model=tiny", "--config.seed=3"]).seed
+    3
+    """
+    argv = ["bert_jax", *argv]
+    flag_values = flags.FlagValues()
+    # Override flags (--config.FIELD=...) are found in argv when the config flag is defined.
+    config_flags.DEFINE_config_file(
+        "config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv
+    )
+    flag_values(argv)
+    return flag_values.config

@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from absl import app, flags
-from ml_collections import config_flags
+
+from bert_jax.config_lib import load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TPU_VM_SCRIPT = REPO_ROOT / "launch" / "tpu_vm.sh"
@@ -244,14 +245,10 @@ def validate(sweep: Sweep, extra: Sequence[str] = ()) -> None:
     config = resolve_config(sweep.config)
     extra_config = [e for e in extra if e.startswith("--config.")]
     for run in sweep.runs():
-        argv = ["sweep", f"--config={config}", *config_args(sweep.base_overrides)]
+        argv = [f"--config={config}", *config_args(sweep.base_overrides)]
         argv += [*config_args(run.overrides), *extra_config]
-        flag_values = flags.FlagValues()
-        config_flags.DEFINE_config_file(
-            "config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv
-        )
         try:
-            flag_values(argv)  # loads the config file and applies the overrides
+            load_config(argv)  # loads the config file and applies the overrides
         except Exception as e:
             raise ValueError(f"Run {run.name}: {sweep.config} rejects its overrides: {e}") from e
 

@@ -3,23 +3,14 @@
 import pathlib
 
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
-from bert_jax.config_lib import to_bert_config
+from bert_jax.config_lib import load_config, to_bert_config
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 
 
 def _parse(*argv):
-    argv = ["prog", *argv]
-    fv = flags.FlagValues()
-    # Override flags are found in argv when the config flag is defined, as main.py's are.
-    config_flags.DEFINE_config_file(
-        "config", None, "", flag_values=fv, lock_config=True, sys_argv=argv
-    )
-    fv(argv)
-    return fv.config
+    return load_config(argv)
 
 
 def test_pretrain_base_is_the_papers_recipe():

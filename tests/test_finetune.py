@@ -19,6 +19,7 @@ from bert_jax.glue import get_task
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.tokenizers import train_sentencepiece
+from tests.local_jobs import run_processes
 
 ROOT = pathlib.Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
@@ -136,20 +137,9 @@ def test_evaluation_counts_every_example_once_on_one_and_two_processes(free_port
     assert single.returncode == 0, single.stderr[-3000:]
     assert json.loads(single.stdout.splitlines()[-1]) == list(range(13))
 
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", PREDICT, str(free_port), str(i)],
-            cwd=ROOT,
-            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    commands = [[sys.executable, "-c", PREDICT, str(free_port), str(i)] for i in range(2)]
+    for out in run_processes(commands, ROOT, env, timeout=300):
         assert json.loads(out.splitlines()[-1]) == list(range(13))
 
 
@@ -221,20 +211,7 @@ def test_two_processes_fine_tune_and_predict(init_checkpoint, tmp_path, free_por
         f"--coordinator_address=127.0.0.1:{free_port}", "--num_processes=2",
     ]  # fmt: skip
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [
-        subprocess.Popen(
-            cmd + [f"--process_id={i}"],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-4000:]
+    run_processes([cmd + [f"--process_id={i}"] for i in range(2)], ROOT, env)
     results = json.loads((tmp_path / "results.json").read_text())
     assert "best/dev/accuracy" in results
     assert (tmp_path / "best" / "params").is_dir()

@@ -68,7 +68,8 @@ POSITIVE = {"cola": "acceptable", "sst2": "positive", "mrpc": "equivalent", "qqp
 
 @pytest.mark.parametrize("name", list(TASKS))
 def test_label_order_and_features_match_tfds(name):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
+
     features = tfds.builder(f"glue/{name}").info.features
     t = TASKS[name]
     assert set(t.tfds_text_features) < set(features)
@@ -378,7 +379,8 @@ def test_missing_files_and_bad_names_fail_clearly(glue_dir):
     "name, split", [("rte", "train"), ("mnli", "dev_mismatched"), ("stsb", "test"), ("ax", "test")]
 )
 def test_load_tfds_split_under_mock_data(name, split):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
+
     with tfds.testing.mock_data(num_examples=6):
         got = load_tfds_split(name, split)
     t = TASKS[name]

@@ -417,7 +417,6 @@ class TFCase:
 @pytest.fixture(scope="module")
 def tf_case(tmp_path_factory) -> TFCase:
     """A fine-tuned-GLUE-style TF checkpoint (BERT + MLM/NSP + classifier + Adam slots)."""
-    pytest.importorskip("tensorflow")
     # The original code's "gelu" is the tanh approximation and its LayerNorm epsilon is 1e-12.
     hf_config = dict(HF_CONFIGS["h48_gelu_new"], layer_norm_eps=1e-12)
     root = tmp_path_factory.mktemp("tf")

@@ -17,6 +17,7 @@ import pytest
 from flax import traverse_util
 
 from bert_jax.prepare import prepare
+from tests.local_jobs import run_processes
 
 ROOT = pathlib.Path(__file__).parent.parent
 pytestmark = pytest.mark.slow
@@ -118,22 +119,9 @@ def test_one_device_equals_eight_device_mesh(data_dir, straight, tmp_path):
 
 def test_two_processes_equal_one(data_dir, straight, tmp_path, free_port):
     """Two local processes with 4 devices each, joined by jax.distributed, on a (2,2,2) mesh."""
-    procs = [
-        subprocess.Popen(
-            _flags(data_dir, tmp_path, 12, mesh_shape="(2,2,2)")
-            + [f"--coordinator_address=127.0.0.1:{free_port}", "--num_processes=2"]
-            + [f"--process_id={i}"],
-            cwd=ROOT,
-            env=_env(4),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-4000:]
+    job = _flags(data_dir, tmp_path, 12, mesh_shape="(2,2,2)")
+    job += [f"--coordinator_address=127.0.0.1:{free_port}", "--num_processes=2"]
+    run_processes([job + [f"--process_id={i}"] for i in range(2)], ROOT, _env(4))
     np.testing.assert_allclose(losses(tmp_path), straight, rtol=1e-4)
     # Every process wrote its part of the input-pipeline state into the checkpoint.
     data_state = sorted(
