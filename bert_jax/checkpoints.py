@@ -129,6 +129,7 @@ RUNTIME_FIELDS = (
     "scan_layers",
     "remat",
     "sparse_mlm_head",
+    "prune_last_layer",
 )
 
 

@@ -36,12 +36,16 @@ def test_another_vocabulary_of_the_same_size_is_refused(tmp_path):
 
 
 def test_merge_params_takes_loaded_values_in_the_models_dtype_and_layout():
-    fresh = {
-        "bert": {"layers": {"layer": {"w": np.zeros((2, 3), np.float16)}}},
+    fresh = {  # scan_layers: layers 0 and 1 stacked, the last one apart
+        "bert": {
+            "layers": {"layer": {"w": np.zeros((2, 3), np.float16)}},
+            "layer_2": {"w": np.zeros(3, np.float16)},
+        },
         "head": {"b": np.ones(2)},
     }
-    loaded = {"bert": {"layer_0": {"w": np.full(3, 1.5)}, "layer_1": {"w": np.full(3, 2.5)}}}
+    loaded = {"bert": {f"layer_{i}": {"w": np.full(3, i + 1.5)} for i in range(3)}}
     merged = checkpoints.merge_params(loaded, fresh, "ckpt")
     w = merged["bert"]["layers"]["layer"]["w"]
     assert w.dtype == np.float16 and w.tolist() == [[1.5] * 3, [2.5] * 3]
+    assert merged["bert"]["layer_2"]["w"].tolist() == [3.5] * 3
     assert merged["head"]["b"].tolist() == [1.0, 1.0]  # missing from the checkpoint: fresh

@@ -190,6 +190,60 @@ def test_scan_and_remat_compute_the_same_function():
     assert to_layer_layout(to_layer_layout(params, True), False).keys() == params.keys()
 
 
+def _packed(x):
+    """The rows of ``x`` packed as two pairs each: [CLS] of pair 2 at the middle, then padding."""
+    batch, length = x["input_ids"].shape
+    half = length // 2
+    segments = np.where(np.arange(length) < half, 1, 2)[None].repeat(batch, 0)
+    segments = segments * np.asarray(x["attention_mask"])
+    return dict(
+        input_ids=x["input_ids"],
+        token_type_ids=x["token_type_ids"],
+        masked_positions=x["masked_positions"],
+        segment_ids=jnp.asarray(segments),
+        position_ids=jnp.asarray(np.arange(length) % half)[None].repeat(batch, 0),
+        cls_positions=jnp.asarray([[0, half]] * batch, jnp.int32),
+    )
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_pruned_last_layer_computes_the_same_function(scan_layers):
+    """The last layer computed at the masked positions and [CLS] only gives the full model's
+    MLM and NSP logits and gradients: plain and packed rows, pretraining and classification."""
+    from bert_jax.models.bert import to_layer_layout
+
+    full_cfg = dataclasses.replace(CFG, scan_layers=scan_layers, prune_last_layer=False)
+    pruned_cfg = dataclasses.replace(full_cfg, prune_last_layer=True)
+    plain = {k: jnp.asarray(v) for k, v in _inputs().items()}
+    params = nn.unbox(BertForPreTraining(CFG).init(jax.random.key(0), plain["input_ids"]))
+    params = to_layer_layout(params["params"], scan_layers)
+
+    def logits_and_grads(cfg, x):
+        def loss(p):
+            out = BertForPreTraining(cfg).apply({"params": p}, **x)
+            return (out.mlm_logits**2).sum() + (out.nsp_logits**2).sum(), out
+
+        (_, out), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        return (out.mlm_logits, out.nsp_logits), grads
+
+    for x in (plain, _packed(plain)):
+        expected = logits_and_grads(full_cfg, x)
+        pruned = logits_and_grads(pruned_cfg, x)
+        assert pruned[0][1].shape == ((8, 2) if x is plain else (8, 2, 2))
+        for a, b in zip(jax.tree.leaves(pruned), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+    classifier = BertForSequenceClassification(CFG, num_labels=3)
+    params = classifier.init(jax.random.key(0), plain["input_ids"])["params"]
+    params = to_layer_layout(nn.unbox(params), scan_layers)
+    args = (plain["input_ids"], plain["token_type_ids"], plain["attention_mask"])
+    expected, pruned = (
+        BertForSequenceClassification(cfg, num_labels=3).apply({"params": params}, *args)
+        for cfg in (full_cfg, pruned_cfg)
+    )
+    np.testing.assert_allclose(pruned, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_splash_attention_equals_xla_on_real_tokens():
     """The TPU kernel (Pallas' interpreter here), under shard_map on a (2,1,2) mesh: outputs and
     gradients at real tokens equal the XLA path's, for padded and for packed rows."""
@@ -199,7 +253,7 @@ def test_splash_attention_equals_xla_on_real_tokens():
     segments[0, 40:100] = 2  # a packed row: two pairs, then padding
     segments[0, 100:] = 0
     x["segment_ids"], real = jnp.asarray(segments), segments > 0
-    del x["attention_mask"]
+    del x["attention_mask"], x["masked_positions"]  # every position's output is compared
     params = nn.unbox(BertForPreTraining(cfg).init(jax.random.key(0), x["input_ids"])["params"])
 
     def run(impl):

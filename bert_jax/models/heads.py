@@ -22,7 +22,8 @@ from bert_jax.models.bert import ACTIVATIONS, BertConfig, BertModel, constrain, 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class PreTrainingOutput:
-    sequence_output: jax.Array  # [batch, length, hidden]
+    # [batch, length, hidden]; [batch, predictions, hidden] at masked_positions (sparse head)
+    sequence_output: jax.Array
     pooled_output: jax.Array  # [batch, hidden] (or [batch, pairs, hidden] when packed)
     # [batch, predictions, vocab] at masked_positions, else [batch, length, vocab]
     mlm_logits: jax.Array
@@ -32,19 +33,16 @@ class PreTrainingOutput:
 class MaskedLMHead(nn.Module):
     """Dense + activation + LayerNorm, then the decoder tied to the word embeddings plus a bias.
 
-    With ``masked_positions`` the hidden states are gathered *before* the vocabulary projection
-    (``cfg.sparse_mlm_head``), so the largest matmul of the model runs on ~15% of the tokens only.
+    Projects every hidden state it is given, then keeps the logits at ``masked_positions`` if
+    any. With ``cfg.sparse_mlm_head``, `BertForPreTraining` gives it the hidden states at the
+    masked positions only, so the largest matmul of the model runs on ~15% of the tokens.
     """
 
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, sequence_output, decode, masked_positions=None):
+    def __call__(self, x, decode, masked_positions=None):
         cfg = self.cfg
-        x = sequence_output
-        gather_first = masked_positions is not None and cfg.sparse_mlm_head
-        if gather_first:
-            x = jnp.take_along_axis(x, masked_positions[..., None], axis=1)
         x = dense(cfg, cfg.hidden_size, ("embed", "mlp"), name="dense")(x)
         x = layer_norm(cfg, "layer_norm")(ACTIVATIONS[cfg.hidden_act](x))
         logits = decode(x)
@@ -55,7 +53,7 @@ class MaskedLMHead(nn.Module):
             cfg.weight_dtype,
         )
         logits = logits + bias.astype(logits.dtype)
-        if masked_positions is not None and not gather_first:
+        if masked_positions is not None:
             logits = jnp.take_along_axis(logits, masked_positions[..., None], axis=1)
         return constrain(logits, "activation_batch", "activation_length", "activation_vocab")
 
@@ -82,6 +80,9 @@ class BertForPreTraining(nn.Module):
         cls_positions: jax.Array | None = None,
         deterministic: bool = True,
     ) -> PreTrainingOutput:
+        # The sparse head takes the encoder's states at the masked positions only (and the
+        # encoder may then prune its last layer); the full head projects every position.
+        sparse = masked_positions is not None and self.cfg.sparse_mlm_head
         enc = self.bert(
             input_ids,
             token_type_ids,
@@ -89,9 +90,12 @@ class BertForPreTraining(nn.Module):
             segment_ids=segment_ids,
             position_ids=position_ids,
             cls_positions=cls_positions,
+            output_positions=masked_positions if sparse else None,
             deterministic=deterministic,
         )
-        mlm_logits = self.mlm_head(enc.sequence_output, self.bert.attend, masked_positions)
+        mlm_logits = self.mlm_head(
+            enc.sequence_output, self.bert.attend, None if sparse else masked_positions
+        )
         nsp_logits = self.nsp_head(enc.pooled_output)
         return PreTrainingOutput(enc.sequence_output, enc.pooled_output, mlm_logits, nsp_logits)
 
@@ -115,7 +119,12 @@ class BertForSequenceClassification(nn.Module):
         deterministic: bool = True,
     ) -> jax.Array:
         enc = BertModel(self.cfg, name="bert")(
-            input_ids, token_type_ids, attention_mask, deterministic=deterministic
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            # Only the pooled [CLS] state is read: the last layer may compute it alone.
+            output_positions=jnp.zeros((input_ids.shape[0], 0), jnp.int32),
+            deterministic=deterministic,
         )
         x = nn.Dropout(self.cfg.hidden_dropout)(enc.pooled_output, deterministic=deterministic)
         return dense(self.cfg, self.num_labels, ("embed", None), name="classifier")(x)
