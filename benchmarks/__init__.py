@@ -42,10 +42,16 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+# Environment variables that change the speed of what runs, recorded with every result.
+SPEED_ENV = ("XLA_FLAGS", "GLIBC_TUNABLES", "OMP_NUM_THREADS", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+
+
 def command_line() -> str:
-    """How this benchmark was started, for the results table."""
+    """How this benchmark was started (with any ``SPEED_ENV`` variable set), for the results
+    table."""
     module = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return f"python -m benchmarks.{module} {shlex.join(sys.argv[1:])}".rstrip()
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in SPEED_ENV if k in os.environ]
+    return " ".join([*env, f"python -m benchmarks.{module}", *map(shlex.quote, sys.argv[1:])])
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
