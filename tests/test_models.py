@@ -45,6 +45,8 @@ def test_variants_and_overrides():
         BertConfig.from_name("tiny", hidden_act="swishy")
     with pytest.raises(ValueError, match="not divisible"):
         BertConfig.from_name("tiny", num_heads=3)
+    with pytest.raises(ValueError, match="Unknown attention_impl 'flash'.*cudnn"):
+        BertConfig.from_name("tiny", attention_impl="flash")
 
 
 def test_segment_mask_matches_padding_and_packing_semantics():

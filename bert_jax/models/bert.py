@@ -47,6 +47,8 @@ REMAT_POLICIES = {
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 
+ATTENTION_IMPLS = ("xla", "cudnn", "splash", None)
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -95,6 +97,11 @@ class BertConfig:
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}."
+            )
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(
+                f"Unknown attention_impl {self.attention_impl!r}; choose one of "
+                f"{list(ATTENTION_IMPLS)} (None lets JAX choose)."
             )
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"Unknown remat {self.remat!r}; choose one of {list(REMAT_POLICIES)}.")
