@@ -212,8 +212,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     # --- Restore, or start (from an initial checkpoint when given).
     ckpt = checkpoints.Checkpointer(workdir, config.max_checkpoints_to_keep)
     step = ckpt.latest_step() or 0
-    loader = make_loader(config, data_dir, "train", max(step - 1, 0))
-    data_iter = iter(loader)
+    data_iter = make_loader(
+        config, data_dir, "train", max(step - 1, 0), worker_count=config.data.worker_count
+    )
     if step:
         state = ckpt.restore(step, abstract_state(shardings, state), data_iter)
         logging.info("Resuming from step %d", step)
@@ -241,7 +242,10 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
             phase = phase_at(config, step)
             if step == phase[0] and step > 0:
                 logging.info("Phase change at step %d: seq_len %d", step, phase[1])
-                data_iter = iter(make_loader(config, data_dir, "train", step))
+                data_iter.close()  # stops its worker processes
+                data_iter = make_loader(
+                    config, data_dir, "train", step, worker_count=config.data.worker_count
+                )
             local = next(data_iter)
             # Host-side counts of this process's rows, scaled to the global batch: no device sync.
             rows += len(local["input_ids"]) * jax.process_count()
@@ -312,6 +316,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
                 break
     finally:  # an in-flight async save completes even when the run fails
+        data_iter.close()
         ckpt.close()
         writer.close()
     if step >= config.total_steps:

@@ -103,9 +103,13 @@ def straight(data_dir, tmp_path_factory):
 
 
 def test_resume_in_a_new_process_is_exact(data_dir, straight, tmp_path):
-    run(data_dir, tmp_path, 6, **{"mesh_shape": "(2,2,2)"})
+    """Also with the loader's worker processes: their batches are the straight run's."""
+    workers = {"mesh_shape": "(2,2,2)", "data.worker_count": 2}
+    run(data_dir, tmp_path, 6, **workers)
     assert committed_steps(tmp_path)[-1] == 6
-    run(data_dir, tmp_path, 12, **{"mesh_shape": "(2,2,2)"})
+    with pytest.raises(AssertionError, match=r"data.worker_count: 2 -> 0"):
+        run(data_dir, tmp_path, 12, mesh_shape="(2,2,2)")
+    run(data_dir, tmp_path, 12, **workers)
     resumed = losses(tmp_path)
     assert len(resumed) == 12
     np.testing.assert_array_equal(resumed, straight)
@@ -184,6 +188,7 @@ def test_two_phases_switch_sequence_length(data_dir, tmp_path):
             "data.phase2_seq_len": 64,
             "data.phase2_max_predictions": 10,
             "model.max_position_embeddings": 64,
+            "data.worker_count": 1,  # the phase-1 loader's worker is stopped at the change
         },
     )
     assert "Phase change at step 3: seq_len 64" in proc.stderr
