@@ -25,6 +25,7 @@ from benchmarks import (
     hardware,
     load_average,
     publish,
+    run_with_steady_malloc,
 )
 from benchmarks.input_pipeline import default_data_dir, prepared_corpus
 from benchmarks.train_step import bert_jax_step
@@ -158,4 +159,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    run_with_steady_malloc()
     main()

@@ -46,6 +46,7 @@ from benchmarks import (
     hardware,
     load_average,
     publish,
+    run_with_steady_malloc,
 )
 from bert_jax.metrics import device_peak_flops, training_flops_per_token
 from bert_jax.models.bert import VARIANTS, BertConfig
@@ -525,4 +526,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    run_with_steady_malloc()
     main()
