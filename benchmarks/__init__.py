@@ -1,7 +1,8 @@
 """Performance benchmarks: the pretraining step against its peers, and the input pipeline.
 
-Each benchmark prints a table, appends a row to ``benchmarks/RESULTS.md`` and prints one JSON
-object on its last line (for scripts and tests). Helpers shared by both live here.
+Each benchmark restarts itself under ``STEADY_MALLOC`` (see there), prints a table, appends a
+row to ``benchmarks/RESULTS.md`` and prints one JSON object on its last line (for scripts and
+tests). Helpers shared by them live here.
 
 Usage::
 

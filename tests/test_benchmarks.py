@@ -108,3 +108,23 @@ def test_append_result_keeps_rows_in_their_own_section(tmp_path):
     assert [line.rsplit("|", 2)[1].strip() for line in section_a] == ["1", "4"]
     assert lines[b + 2].startswith("| date | y | z |")
     assert lines[-1].endswith("| 2 | 3 |")
+
+
+@pytest.mark.parametrize("preset", [None, ""])
+def test_benchmarks_restart_under_steady_malloc_unless_told_otherwise(preset):
+    """The re-executed process has STEADY_MALLOC; a GLIBC_TUNABLES already set (even empty) is
+    kept as it is."""
+    from benchmarks import STEADY_MALLOC
+
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if preset is not None:
+        env["GLIBC_TUNABLES"] = preset
+    script = (
+        "import os; from benchmarks import run_with_steady_malloc; run_with_steady_malloc(); "
+        "print(repr(os.environ.get('GLIBC_TUNABLES')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == repr(STEADY_MALLOC if preset is None else preset)
