@@ -316,9 +316,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
                 break
     finally:  # an in-flight async save completes even when the run fails
-        data_iter.close()
         ckpt.close()
         writer.close()
+        data_iter.close()  # after the last save, which reads the loader's state
     if step >= config.total_steps:
         checkpoints.write_results(workdir, {"step": step, **last, **last_eval})
     return {**last, **last_eval}
