@@ -111,20 +111,9 @@ def hf_config(cfg: BertConfig):
     """The transformers ``BertConfig`` of the same model (dropout off)."""
     import transformers
 
-    return transformers.BertConfig(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        hidden_act=cfg.hidden_act,
-        hidden_dropout_prob=cfg.hidden_dropout,
-        attention_probs_dropout_prob=cfg.attention_dropout,
-        max_position_embeddings=cfg.max_position_embeddings,
-        type_vocab_size=cfg.type_vocab_size,
-        layer_norm_eps=cfg.layer_norm_eps,
-        initializer_range=cfg.initializer_range,
-    )
+    from bert_jax.interop import hf_config_fields
+
+    return transformers.BertConfig(**hf_config_fields(cfg))
 
 
 # Each builder returns step(): one training step, waited for.

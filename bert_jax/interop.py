@@ -401,6 +401,21 @@ def load_hf(path: str | os.PathLike, *, seed: int = 0) -> tuple[BertConfig, dict
     return cfg, _assemble(cfg, tensors, lambda p: p.hf, lambda p: p.kernel, str(path), seed)
 
 
+def hf_config_fields(model_config: BertConfig) -> dict[str, Any]:
+    """The model's Hugging Face ``config.json`` fields (architecture only).
+
+    >>> transformers.BertConfig(**hf_config_fields(BertConfig.from_name("base")))  # doctest: +SKIP
+    """
+    return {
+        "model_type": "bert",
+        **{hf: getattr(model_config, ours) for ours, hf in _CONFIG_FIELDS.items()},
+        "hidden_act": _HF_ACT_OUT[model_config.hidden_act],
+        "layer_norm_eps": model_config.layer_norm_eps,
+        "position_embedding_type": "absolute",
+        "pad_token_id": 0,
+    }
+
+
 def save_hf(
     model_config: BertConfig,
     params: Mapping[str, Any],
@@ -443,12 +458,7 @@ def save_hf(
             if "classifier" in has and "mlm_head" not in has
             else "BertForPreTraining"
         ],
-        "model_type": "bert",
-        **{hf: getattr(model_config, ours) for ours, hf in _CONFIG_FIELDS.items()},
-        "hidden_act": _HF_ACT_OUT[model_config.hidden_act],
-        "layer_norm_eps": model_config.layer_norm_eps,
-        "position_embedding_type": "absolute",
-        "pad_token_id": 0,
+        **hf_config_fields(model_config),
         "torch_dtype": "float32",
     }
     if "classifier" in has:
