@@ -57,7 +57,7 @@ def to_bert_config(model: Mapping[str, Any]) -> BertConfig:
 def base_config() -> mlc.ConfigDict:
     """Fields every experiment reads: seed, steps, optimizer, mesh, logging, checkpointing."""
     c = mlc.ConfigDict()
-    c.experiment = ""  # "pretrain" or "glue": selects the train_and_evaluate function
+    c.experiment = ""  # "pretrain" or "finetune": selects the train_and_evaluate function
     c.seed = 0
     c.model_name = "base"
     c.model = model_config("base")
@@ -87,6 +87,31 @@ def base_config() -> mlc.ConfigDict:
     c.checkpoint_every_steps = 1000
     c.max_checkpoints_to_keep = 3
     c.init_checkpoint = mlc.FieldReference(None, field_type=str)
+    return c
+
+
+def finetune_config(family: str, model: str) -> mlc.ConfigDict:
+    """Fields the fine-tuning loop reads, for every task family (``bert_jax.tasks``), set to the
+    paper's GLUE protocol; a family's config file changes what its recipe differs in."""
+    c = base_config()
+    c.experiment = "finetune"
+    c.family = family  # classification | span: the task family (bert_jax.tasks.get_family)
+    c.model_name = model
+    # The architecture comes from init_checkpoint; dropout, dtype and attention_impl from here.
+    c.model = model_config(model)
+    c.batch_size = 32
+    c.num_epochs = 3.0
+    c.total_steps = -1  # -1: num_epochs over the training set
+    c.learning_rate = 2e-5
+    c.warmup_fraction = 0.1
+    c.optimizer = "bert_adam"
+    c.schedule = "bert"
+    c.max_seq_length = 128
+    c.eval_every_epochs = 1.0  # dev evaluation (and a checkpoint) after every epoch
+    c.eval_batch_size = 64
+    c.predict_test = True  # predict the test splits with the best dev checkpoint
+    c.data_dir = mlc.FieldReference(None, field_type=str)
+    c.log_every_steps = 50
     return c
 
 

@@ -1,13 +1,15 @@
-"""GLUE fine-tuning with the paper's protocol, on the same machinery as pretraining.
+"""Fine-tuning over any task family (``bert_jax.tasks``), on the same machinery as pretraining.
 
-Reads top to bottom: task, initial checkpoint and tokenizer, data, model and state, step, restore,
-loop with dev evaluation after every epoch (the best checkpoint by the task's metric is kept), and
-test predictions in the GLUE server's format.
+Reads top to bottom: family, initial checkpoint and tokenizer, data, model and state, step,
+restore, loop with dev evaluation after every epoch (the best checkpoint by the family's main
+metric is kept, with its dev prediction files), and test predictions from the best checkpoint.
+Nothing here names a task: GLUE, SQuAD, ... differ only in their family.
 
 Usage::
 
-    from configs import glue
+    from configs import glue, squad
     train_and_evaluate(glue.get_config("task=sst2,model=tiny"), "/tmp/sst2")
+    train_and_evaluate(squad.get_config("version=2.0,model=tiny"), "/tmp/squad")
 """
 
 from __future__ import annotations
@@ -25,18 +27,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
-import optax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from bert_jax import checkpoints, optim, pretrained
-from bert_jax.data.glue import GlueSplit, load_tfds_split, read_split, write_synthetic_glue
-from bert_jax.glue import Task, compute_metrics, get_task, write_submission
 from bert_jax.metrics import MetricWriter, Progress
 from bert_jax.models.bert import BertConfig
-from bert_jax.models.heads import BertForSequenceClassification
 from bert_jax.sharding import make_mesh, replicated, use_mesh
-from bert_jax.tokenizers import Tokenizer, load_tokenizer
+from bert_jax.tasks import Family, Features, get_family
+from bert_jax.tokenizers import load_tokenizer
 from bert_jax.train import (
     Batch,
     LossFn,
@@ -51,31 +50,12 @@ from bert_jax.train import (
     mean_metrics,
 )
 
+PREDICTIONS_DIR = "predictions"  # WORKDIR/predictions/<dev split>/: the best checkpoint's files
+
 
 # ----------------------------------------------------------------------------------------------
-# Data: GLUE rows -> fixed-length features -> per-process batches.
+# Data: features -> per-process batches.
 # ----------------------------------------------------------------------------------------------
-def featurize(split: GlueSplit, tokenizer: Tokenizer, max_length: int) -> dict[str, np.ndarray]:
-    """``[CLS] a [SEP] b [SEP]`` ids (longer side truncated first), padded to ``max_length``."""
-    n = len(split)
-    out = {
-        "input_ids": np.zeros((n, max_length), np.int32),
-        "token_type_ids": np.zeros((n, max_length), np.int32),
-        "attention_mask": np.zeros((n, max_length), np.int32),
-        "weights": np.ones((n,), np.float32),
-    }
-    for i in range(n):
-        a = tokenizer.encode(split.texts_a[i])
-        b = tokenizer.encode(split.texts_b[i]) if split.texts_b is not None else None
-        ids, types = tokenizer.encode_pair(a, b, max_length)
-        out["input_ids"][i, : len(ids)] = ids
-        out["token_type_ids"][i, : len(ids)] = types
-        out["attention_mask"][i, : len(ids)] = 1
-    if split.labels is not None:
-        out["labels"] = np.asarray(split.labels)
-    return out
-
-
 def local_rows(global_rows: np.ndarray) -> np.ndarray:
     """This process's share of a global batch's row indices (processes take contiguous blocks)."""
     per_process = len(global_rows) // jax.process_count()
@@ -83,95 +63,59 @@ def local_rows(global_rows: np.ndarray) -> np.ndarray:
     return global_rows[start : start + per_process]
 
 
-def train_batch(features, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+def train_batch(arrays, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
     """The local rows of the global batch of ``step``: a fresh shuffle every epoch, from the seed.
 
     Being a function of the step alone, it makes resumption exact without any iterator state.
     """
-    n = len(features["input_ids"])
+    n = len(arrays["input_ids"])
     steps_per_epoch = n // batch_size
     epoch, i = divmod(step, steps_per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(n)
     rows = local_rows(order[i * batch_size : (i + 1) * batch_size])
-    return {k: v[rows] for k, v in features.items()}
+    return {k: v[rows] for k, v in arrays.items()}
 
 
 def predict(
-    predict_fn: Callable, params: Any, features: dict[str, np.ndarray], batch_size: int, mesh: Mesh
-) -> np.ndarray:
-    """Model outputs for every example exactly once, on one process or many.
+    predict_fn: Callable, params: Any, arrays: dict[str, np.ndarray], batch_size: int, mesh: Mesh
+) -> Any:
+    """Model outputs (an array or a dict of them) for every row exactly once, on any number of
+    processes.
 
     The last partial batch is padded with zero-weight rows, which are dropped afterwards; every
     process gets the outputs of the whole global batch.
     """
-    n = len(features["input_ids"])
+    n = len(arrays["input_ids"])
     padded = math.ceil(n / batch_size) * batch_size
     outputs = []
     for start in range(0, padded, batch_size):
         rows = local_rows(np.arange(start, start + batch_size))
+        real = rows < n
         local = {
             k: np.where(
-                (rows < n).reshape(-1, *[1] * (v.ndim - 1)), v[np.minimum(rows, n - 1)], 0
+                real.reshape(-1, *[1] * (v.ndim - 1)), v[np.minimum(rows, n - 1)], 0
             ).astype(v.dtype)
-            for k, v in features.items()
-            if k != "labels"
+            for k, v in arrays.items()
         }
-        outputs.append(np.asarray(jax.device_get(predict_fn(params, global_batch(local, mesh)))))
-    return np.concatenate(outputs)[:n]
+        outputs.append(jax.device_get(predict_fn(params, global_batch(local, mesh))))
+    return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outputs)
 
 
-def load_splits(config: mlc.ConfigDict, task: Task, workdir: str) -> dict[str, GlueSplit]:
-    """train, the dev splits and (when predicting) the test splits of ``task``."""
-    wanted = ["train", *task.dev_splits] + (list(task.test_splits) if config.predict_test else [])
-    if task.predicted_by:  # AX: test only
-        wanted = list(task.test_splits)
-    if config.data_source == "tfds":
-        return {s: load_tfds_split(task.name, s, data_dir=config.data_dir) for s in wanted}
-    if config.data_source == "synthetic":
-        data_dir = os.path.join(workdir, "glue_data")
-        if jax.process_index() == 0 and not os.path.exists(data_dir):
-            write_synthetic_glue(
-                data_dir + ".tmp", seed=config.seed, num_train=config.synthetic_train_examples
-            )
-            os.replace(data_dir + ".tmp", data_dir)
-        multihost_utils.sync_global_devices("synthetic GLUE written")
-    elif config.data_source == "tsv":
-        if not config.data_dir:
-            raise ValueError(
-                "No GLUE data: set --config.data_dir to the standard GLUE folder, or "
-                "--config.data_source=tfds / synthetic."
-            )
-        data_dir = config.data_dir
-    else:
-        raise ValueError(
-            f"Unknown config.data_source {config.data_source!r}: use tsv, tfds or synthetic."
-        )
-    return {s: read_split(data_dir, task.name, s) for s in wanted}
+def _with_weights(features: Features) -> dict[str, np.ndarray]:
+    """The rows the step sees: the family's arrays and a weight of 1 (0 marks padding rows)."""
+    return {**features.arrays, "weights": np.ones((len(features),), np.float32)}
 
 
 # ----------------------------------------------------------------------------------------------
-# The objective: cross-entropy, or mean squared error for regression (STS-B).
+# The objective: the family's per-row losses, averaged over the batch's real rows.
 # ----------------------------------------------------------------------------------------------
-def make_loss_fn(model: BertForSequenceClassification, regression: bool) -> LossFn:
+def make_loss_fn(family: Family, model) -> LossFn:
     def loss_fn(params, batch, rng, denominators):
-        logits = model.apply(
-            {"params": params},
-            batch["input_ids"],
-            batch["token_type_ids"],
-            batch["attention_mask"],
-            deterministic=False,
-            rngs={"dropout": rng},
-        ).astype(jnp.float32)
-        w = batch["weights"]
-        if regression:
-            losses = jnp.square(logits[:, 0] - batch["labels"])
-            metrics = {}
-        else:
-            losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-            correct = (logits.argmax(-1) == batch["labels"]) * w
-            metrics = {"accuracy": correct.sum() / denominators["examples"]}
+        losses, row_metrics = family.loss(model, params, batch, rng)
+        w, n = batch["weights"], denominators["examples"]
         # jnp.where, not a product: a padding row's output must not reach the sum even as NaN.
-        return jnp.where(w > 0, losses * w, 0.0).sum() / denominators["examples"], metrics
+        metrics = {k: jnp.where(w > 0, v * w, 0.0).sum() / n for k, v in row_metrics.items()}
+        return jnp.where(w > 0, losses * w, 0.0).sum() / n, metrics
 
     return loss_fn
 
@@ -180,26 +124,23 @@ def example_denominators(batch: Batch) -> dict[str, jax.Array]:
     return {"examples": jnp.maximum(batch["weights"].sum(), 1.0)}
 
 
-def to_predictions(outputs: np.ndarray, task: Task) -> np.ndarray:
-    return outputs[:, 0] if task.is_regression else outputs.argmax(-1)
-
-
 # ----------------------------------------------------------------------------------------------
 # The run.
 # ----------------------------------------------------------------------------------------------
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
-    """Fine-tunes on ``config.task`` in ``workdir`` (resuming if it holds this run).
+    """Fine-tunes the family of ``config`` in ``workdir`` (resuming if it holds this run).
 
-    Leaves ``metrics.jsonl`` (training and ``dev/<split>/<metric>``), the best parameters in
-    ``best/``, ``submission/<Task>.tsv`` test predictions and ``results.json`` (best dev metrics).
+    Leaves ``metrics.jsonl`` (training and ``dev/...`` metrics every epoch), the best parameters
+    in ``best/`` with the dev prediction files of that evaluation in ``predictions/<split>/``,
+    test-server files (GLUE: ``submission/<Task>.tsv``) and ``results.json`` (best dev metrics).
     """
-    # --- Task and mesh.
-    task = get_task(config.task)
+    # --- Family and mesh.
+    family = get_family(config)
     mesh = make_mesh(config.mesh_shape)
     rules = config.sharding_rules
     checkpoints.check_compatible_workdir(workdir, config)
     finished = checkpoints.read_results(workdir)
-    if finished is not None:  # its submission files stay as they are
+    if finished is not None:  # its prediction files stay as they are
         logging.info("%s already holds a finished run: %s", workdir, finished)
         return finished
 
@@ -219,26 +160,27 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     tokenizer = load_tokenizer(tokenizer_dir)
     checkpoints.keep_tokenizer(tokenizer, workdir)
 
-    # --- Data.
+    # --- Data: the family reads and featurizes its splits.
     check_batch_size("batch_size", config.batch_size, mesh, config.grad_accum_steps)
     check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
-    splits = load_splits(config, task, workdir)
+    splits = family.load(config, workdir)
     empty = [name for name, split in splits.items() if len(split) == 0]
     if empty:
-        raise ValueError(f"{task.name}: the {empty} split(s) hold no examples; check the data.")
-    for name, split in splits.items():
-        if split.skipped:
-            logging.warning("%s/%s: skipped %d malformed rows", task.name, name, len(split.skipped))
-    features = {name: featurize(s, tokenizer, config.max_seq_length) for name, s in splits.items()}
+        raise ValueError(f"{family.name}: the {empty} split(s) hold no examples; check the data.")
+    features = {
+        name: family.featurize(name, split, tokenizer, config) for name, split in splits.items()
+    }
+    arrays = {name: _with_weights(f) for name, f in features.items()}
 
     # --- Model, optimizer and sharded state.
-    model = BertForSequenceClassification(cfg, task.num_labels)
-    if task.predicted_by:
-        return _predict_only(config, task, model, init_params, features, splits, mesh, workdir)
-    n_train = len(splits["train"])
+    model = family.model(cfg)
+    predict_fn = _make_predict_fn(family, model, mesh, rules)
+    if family.predicted_by:
+        return _predict_only(config, family, init_params, features, splits, predict_fn, workdir)
+    n_train = len(arrays["train"]["input_ids"])
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"{task.name} has {n_train} training rows, fewer than one batch.")
+        raise ValueError(f"{family.name} has {n_train} training rows, fewer than one batch.")
     total_steps = config.total_steps
     if total_steps < 0:
         total_steps = math.ceil(config.num_epochs * steps_per_epoch)
@@ -251,9 +193,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         lambda rng: model.init(rng, dummy)["params"], tx, mesh, rules, config.seed
     )
 
-    # --- Steps.
+    # --- Step.
     train_step = make_train_step(
-        make_loss_fn(model, task.is_regression),
+        make_loss_fn(family, model),
         example_denominators,
         tx,
         shardings,
@@ -261,7 +203,6 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         rules,
         config.grad_accum_steps,
     )
-    predict_fn = _make_predict_fn(model, mesh, rules)
 
     # --- Restore, or start from the initial checkpoint.
     ckpt = checkpoints.Checkpointer(workdir, config.max_checkpoints_to_keep)
@@ -273,6 +214,14 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         state = state.replace(params=jax.device_put(params, shardings.params))
     best = _read_best(workdir)
 
+    def evaluate_dev(params) -> tuple[dict[str, float], dict[str, Any]]:
+        dev, files = {}, {}
+        for split in family.dev_splits:
+            outputs = predict(predict_fn, params, arrays[split], config.eval_batch_size, mesh)
+            scores, files[split] = family.evaluate(split, splits[split], features[split], outputs)
+            dev.update(scores)
+        return dev, files
+
     # --- Loop: train, evaluate on dev after every epoch, keep the best.
     writer = MetricWriter(workdir)
     progress = Progress(total_steps, step)
@@ -280,7 +229,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     pending = []
     try:
         while step < total_steps:
-            local = train_batch(features["train"], step, config.batch_size, config.seed)
+            local = train_batch(arrays["train"], step, config.batch_size, config.seed)
             state, metrics = train_step(state, global_batch(local, mesh))
             pending.append(metrics)
             step += 1
@@ -295,13 +244,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
             stop = preemption.requested or ckpt.reached_preemption(step)
             if step % eval_every == 0 or step == total_steps:
                 check_finite({"parameters": float(all_finite(state.params))}, step)
-                dev = evaluate_dev(task, predict_fn, state.params, features, splits, config, mesh)
+                dev, files = evaluate_dev(state.params)
                 writer.write(step, dev)
                 logging.info("step %d %s", step, dev)
-                main_key = f"dev/{task.dev_splits[0]}/{task.main_metric}"
-                if best is None or dev[main_key] > best[main_key]:
+                if best is None or dev[family.main_metric] > best[family.main_metric]:
                     best = {**dev, "step": step}
-                    _save_best(workdir, cfg, state.params, best)
+                    _save_best(workdir, cfg, state.params, best, files)
                 ckpt.save(step, state, force=True)
             elif stop:
                 check_finite({"parameters": float(all_finite(state.params))}, step)
@@ -314,42 +262,22 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         writer.close()
 
     # --- Test predictions from the best checkpoint.
-    if config.predict_test:
+    if config.predict_test and family.test_splits:
         _, best_params = pretrained.load(os.path.join(workdir, checkpoints.BEST_DIR))
         best_params = jax.device_put(best_params, shardings.params)
-        _write_test_predictions(
-            task, best_params, predict_fn, features, splits, config, mesh, workdir
-        )
+        _write_test_predictions(family, best_params, predict_fn, arrays, features, splits, config,
+                                mesh, workdir)  # fmt: skip
     results = {f"best/{k.removeprefix('dev/')}": v for k, v in best.items() if k != "step"}
     results["best_step"] = best["step"]
     checkpoints.write_results(workdir, results)
     return results
 
 
-def evaluate_dev(
-    task: Task,
-    predict_fn: Callable,
-    params: Any,
-    features: dict[str, dict[str, np.ndarray]],
-    splits: dict[str, GlueSplit],
-    config: mlc.ConfigDict,
-    mesh: Mesh,
-) -> dict[str, float]:
-    """``dev/<split>/<metric>`` for every dev split of ``task`` (MNLI: matched and mismatched)."""
-    dev = {}
-    for split in task.dev_splits:
-        outputs = predict(predict_fn, params, features[split], config.eval_batch_size, mesh)
-        scores = compute_metrics(task.name, to_predictions(outputs, task), splits[split].labels)
-        dev.update({f"dev/{split}/{k}": v for k, v in scores.items()})
-    return dev
-
-
-def _make_predict_fn(model, mesh, rules):
-    """predict_fn(params, batch) -> float32 outputs of the whole global batch, on every process."""
+def _make_predict_fn(family: Family, model, mesh, rules):
+    """predict_fn(params, batch) -> the family's float32 outputs of the whole global batch, on
+    every process."""
     jitted = jax.jit(
-        lambda params, batch: model.apply(
-            {"params": params}, batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-        ).astype(jnp.float32),
+        lambda params, batch: family.outputs(model, params, batch),
         out_shardings=replicated(mesh),
     )
 
@@ -360,30 +288,31 @@ def _make_predict_fn(model, mesh, rules):
     return predict_fn
 
 
-def _write_test_predictions(task, params, predict_fn, features, splits, config, mesh, workdir):
-    for split, file_name in task.submission_files.items():
+def _write_test_predictions(
+    family, params, predict_fn, arrays, features, splits, config, mesh, workdir
+):
+    for split in family.test_splits:
         if split not in features:
             continue
-        outputs = predict(predict_fn, params, features[split], config.eval_batch_size, mesh)
+        outputs = predict(predict_fn, params, arrays[split], config.eval_batch_size, mesh)
         if jax.process_index() == 0:
-            path = os.path.join(workdir, "submission", file_name)
-            write_submission(task.name, splits[split].indices, to_predictions(outputs, task), path)
-            logging.info("Wrote %s", path)
+            for path in family.write_test(split, splits[split], features[split], outputs, workdir):
+                logging.info("Wrote %s", path)
 
 
-def _predict_only(config, task, model, params, features, splits, mesh, workdir):
-    """AX: the diagnostic set predicted by a fine-tuned MNLI model (``init_checkpoint``)."""
+def _predict_only(config, family, params, features, splits, predict_fn, workdir):
+    """A test-only split (GLUE's AX) predicted by a fine-tuned model (``init_checkpoint``)."""
+    mesh = make_mesh(config.mesh_shape)
     if "classifier" not in params:
         raise ValueError(
-            f"task={task.name} predicts with a fine-tuned {task.predicted_by} model: set "
-            f"--config.init_checkpoint to a {task.predicted_by} fine-tuning workdir."
+            f"{family.name} predicts with a fine-tuned {family.predicted_by} model: set "
+            f"--config.init_checkpoint to a {family.predicted_by} fine-tuning workdir."
         )
     params = jax.device_put(params, replicated(mesh))
-    predict_fn = _make_predict_fn(model, mesh, config.sharding_rules)
-    _write_test_predictions(task, params, predict_fn, features, splits, config, mesh, workdir)
-    checkpoints.write_results(
-        workdir, {"predicted": sum(len(f["input_ids"]) for f in features.values())}
-    )
+    arrays = {name: _with_weights(f) for name, f in features.items()}
+    _write_test_predictions(family, params, predict_fn, arrays, features, splits, config, mesh,
+                            workdir)  # fmt: skip
+    checkpoints.write_results(workdir, {"predicted": sum(len(f) for f in features.values())})
     return {}
 
 
@@ -395,8 +324,9 @@ def _read_best(workdir: str) -> dict | None:
         return json.load(f)
 
 
-def _save_best(workdir: str, cfg: BertConfig, params, best: dict) -> None:
-    """Replaces ``WORKDIR/best`` with these parameters: written aside first, then swapped in.
+def _save_best(workdir: str, cfg: BertConfig, params, best: dict, files: dict) -> None:
+    """Replaces ``WORKDIR/best`` with these parameters and ``WORKDIR/predictions`` with their dev
+    prediction files (``files``: split -> {file name: writer}): written aside, then swapped in.
 
     Every process calls it (each saves its shards of the parameters); process 0 moves files.
     """
@@ -408,7 +338,23 @@ def _save_best(workdir: str, cfg: BertConfig, params, best: dict) -> None:
     if jax.process_index() == 0:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
+        _replace_predictions(os.path.join(workdir, PREDICTIONS_DIR), files)
         with open(os.path.join(workdir, "best.json.tmp"), "w") as f:
             json.dump(best, f, indent=2)
         os.replace(os.path.join(workdir, "best.json.tmp"), os.path.join(workdir, "best.json"))
     multihost_utils.sync_global_devices("best checkpoint replaced")
+
+
+def _replace_predictions(
+    directory: str, files: dict[str, dict[str, Callable[[str], None]]]
+) -> None:
+    if not any(files.values()):
+        return
+    staging = directory + ".new"
+    shutil.rmtree(staging, ignore_errors=True)
+    for split, writers in files.items():
+        os.makedirs(os.path.join(staging, split), exist_ok=True)
+        for name, write in writers.items():
+            write(os.path.join(staging, split, name))
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(staging, directory)

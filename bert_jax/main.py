@@ -80,10 +80,12 @@ def main(argv: list[str]) -> None:
     )
     if config.experiment == "pretrain":
         from bert_jax.pretrain import train_and_evaluate
-    elif config.experiment == "glue":
+    elif config.experiment == "finetune":
         from bert_jax.finetune import train_and_evaluate
     else:
-        sys.exit(f"Unknown config.experiment {config.experiment!r}: expected 'pretrain' or 'glue'.")
+        sys.exit(
+            f"Unknown config.experiment {config.experiment!r}: expected 'pretrain' or 'finetune'."
+        )
     train_and_evaluate(config, _WORKDIR.value)
 
 

@@ -18,37 +18,19 @@ large: the hyperparameters' scale; random initialisation only without init_check
 
 import ml_collections as mlc
 
-from bert_jax.config_lib import base_config, model_config, parse_arg
-from bert_jax.glue import get_task
+from bert_jax.config_lib import finetune_config, parse_arg
+from bert_jax.tasks.glue import get_task
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
     arg = parse_arg(arg, task="mrpc", model="base")
     task = get_task(arg.task)  # an unknown task fails here, listing the valid names
-    c = base_config()
-    c.experiment = "glue"
+    c = finetune_config("classification", arg.model)
     c.task = task.name
-    c.model_name = arg.model
-    # The architecture comes from init_checkpoint; dropout, dtype and attention_impl from here.
-    c.model = model_config(arg.model)
-
-    # The paper: batch 32, 3 epochs, lr in {5e-5, 4e-5, 3e-5, 2e-5}, 10% warmup, length 128.
-    c.batch_size = 32
-    c.num_epochs = 3.0
-    c.total_steps = -1  # -1: num_epochs over the training set
-    c.learning_rate = 2e-5
-    c.warmup_fraction = 0.1
-    c.optimizer = "bert_adam"
-    c.schedule = "bert"
-    c.max_seq_length = 128
-    c.eval_every_epochs = 1.0  # dev evaluation (and a checkpoint) after every epoch
-    c.eval_batch_size = 64
-    c.predict_test = True  # write WORKDIR/submission/<Task>.tsv with the best dev checkpoint
-
-    c.data_dir = mlc.FieldReference(None, field_type=str)  # the standard GLUE folder
-    c.data_source = "tsv"  # tsv (data_dir) | tfds (glue/<task>) | synthetic (embedded)
+    # The paper: batch 32, 3 epochs, lr in {5e-5, 4e-5, 3e-5, 2e-5}, 10% warmup, length 128
+    # (finetune_config's defaults); test predictions go to WORKDIR/submission/<Task>.tsv.
+    c.data_source = "tsv"  # tsv (data_dir: the standard GLUE folder) | tfds | synthetic
     c.synthetic_train_examples = 2048  # training rows of each synthetic task
-    c.log_every_steps = 50
 
     if arg.model == "tiny":
         c.data_source = "synthetic"

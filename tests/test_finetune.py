@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from bert_jax import pretrained
-from bert_jax.data.glue import read_split, write_synthetic_glue
-from bert_jax.glue import get_task
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForPreTraining
+from bert_jax.tasks.glue import get_task, read_split
+from bert_jax.tasks.glue_synthetic import write_synthetic_glue
 from bert_jax.tokenizers import train_sentencepiece
 from tests.local_jobs import run_processes
 

@@ -16,15 +16,17 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 
-from bert_jax.data.glue import load_tfds_split, read_split, write_synthetic_glue
-from bert_jax.glue import (
+from bert_jax.tasks.glue import (
     TASKS,
     average_ranks,
     compute_metrics,
     get_task,
+    load_tfds_split,
+    read_split,
     write_submission,
     zip_submission,
 )
+from bert_jax.tasks.glue_synthetic import write_synthetic_glue
 
 # The 11 files the GLUE server wants (REFERENCE.md section 4).
 EXPECTED_SUBMISSION_FILES = {
@@ -515,7 +517,7 @@ def test_zip_submission(synthetic_dir, tmp_path):
 
 
 def test_zip_command(synthetic_dir, tmp_path, capsys):
-    from bert_jax.glue import main
+    from bert_jax.tasks.glue import main
 
     _write_all_submissions(synthetic_dir, tmp_path / "runs", skip={"WNLI.tsv"})
     out = tmp_path / "glue.zip"

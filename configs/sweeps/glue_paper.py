@@ -13,8 +13,8 @@ size of ``configs/glue.py``, ``seeds`` the number of restarts (seeds 0 .. seeds-
 """
 
 from bert_jax.config_lib import parse_arg
-from bert_jax.glue import get_task
 from bert_jax.sweep import Sweep
+from bert_jax.tasks.glue import get_task
 
 
 def get_sweep(arg: str | None = None) -> Sweep:

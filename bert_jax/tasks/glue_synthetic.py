@@ -1,199 +1,20 @@
-"""GLUE examples from the standard GLUE folder or from TFDS, and a synthetic GLUE folder for tests.
-
-Every reader returns a :class:`GlueSplit` of raw texts; tokenization happens downstream. Label
-indices follow ``bert_jax.glue.Task.label_names`` (the TFDS order), so both sources agree.
+"""An embedded synthetic GLUE folder: small learnable tasks in the real file layouts, for tests
+and the ``model=tiny`` runs.
 
 Usage::
 
-    split = read_split("glue_data", "mrpc", "dev")
-    split.texts_a[0], split.texts_b[0], split.labels[0]
     write_synthetic_glue("/tmp/glue", seed=0)   # then read_split("/tmp/glue", "sst2", "train")
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from bert_jax.glue import TASKS, Task, get_task
-
-logger = logging.getLogger(__name__)
-
-_LAYOUT_HELP = (
-    "expected the standard GLUE layout <data_dir>/{CoLA,SST-2,MRPC,STS-B,QQP,MNLI,QNLI,RTE,WNLI,"
-    "diagnostic}/ with train.tsv, dev.tsv, test.tsv (MNLI: dev_matched.tsv, dev_mismatched.tsv, "
-    "test_matched.tsv, test_mismatched.tsv; diagnostic/diagnostic.tsv)"
-)
-
-
-@dataclasses.dataclass
-class GlueSplit:
-    """The examples of one split, in file order.
-
-    Attributes:
-      texts_a: first sentences.
-      texts_b: second sentences, None for single-sentence tasks (CoLA, SST-2).
-      labels: int32 label indices (float32 scores for STS-B); None when the file has no labels.
-      indices: the file's index column ("id" for QQP), else the row position; submissions use it.
-      skipped: (line number, reason) of every malformed row left out.
-    """
-
-    task: str
-    split: str
-    texts_a: list[str]
-    texts_b: list[str] | None
-    labels: np.ndarray | None
-    indices: list[str]
-    skipped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.texts_a)
-
-
-def split_path(data_dir: str | os.PathLike, task: str, split: str) -> Path:
-    """``<data_dir>/<Task.dir_name>/<file>`` of a split, e.g. ``glue/MNLI/dev_matched.tsv``."""
-    t = _task_with_split(task, split)
-    return Path(data_dir) / t.dir_name / t.splits[split]
-
-
-def _task_with_split(task: str, split: str) -> Task:
-    t = get_task(task)
-    if split not in t.splits:
-        raise ValueError(f"{t.name} has no split {split!r}; valid splits: {', '.join(t.splits)}.")
-    return t
-
-
-def _parse_label(t: Task, value: str) -> tuple[float | int | None, str]:
-    """(label, "") or (None, why it is not a label)."""
-    if not t.is_regression:
-        if value in t.label_names:
-            return t.label_names.index(value), ""
-        return None, f"unknown label {value!r} (expected one of {t.label_names})"
-    try:
-        score = float(value)
-    except ValueError:
-        return None, f"unparsable score {value!r}"
-    if not (math.isfinite(score) and 0.0 <= score <= 5.0):
-        return None, f"score {value!r} outside [0, 5]"
-    return score, ""
-
-
-def read_split(data_dir: str | os.PathLike, task: str, split: str) -> GlueSplit:
-    """Reads ``split`` of ``task`` from a GLUE folder, skipping (and recording) malformed rows.
-
-    Columns are found by header name, except in CoLA train/dev, which have no header. Rows with the
-    wrong number of columns, an unknown label or an unparsable score are left out, listed in
-    ``GlueSplit.skipped`` and summarised in one warning (real QQP train has a few).
-
-    Example::
-
-        dev = read_split("glue_data", "mnli", "dev_matched")
-        len(dev), dev.labels[:3]  # label indices into get_task("mnli").label_names
-    """
-    t = get_task(task)
-    path = split_path(data_dir, task, split)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {_LAYOUT_HELP}.")
-    is_test = split in t.test_splits
-    texts: list[list[str]] = [[] for _ in t.text_columns]
-    labels: list[float | int] = []
-    indices: list[str] = []
-    skipped: list[tuple[int, str]] = []
-    # "utf-8-sig" drops a byte-order mark; QUOTE_NONE because GLUE texts hold unbalanced quotes.
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        columns = t.headerless_columns if t.headerless_columns and not is_test else next(reader, [])
-        required = [*t.text_columns] if is_test else [*t.text_columns, t.label_column]
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise ValueError(
-                f"{path}: columns {missing} not in the header {columns}; is this the {t.name} "
-                f"{split} file? ({_LAYOUT_HELP})"
-            )
-        text_positions = [columns.index(c) for c in t.text_columns]
-        label_position = columns.index(t.label_column) if t.label_column in columns else None
-        index_position = columns.index(t.index_column) if t.index_column in columns else None
-        for row in reader:
-            if len(row) != len(columns):
-                skipped.append((reader.line_num, f"{len(row)} columns, expected {len(columns)}"))
-                continue
-            if label_position is not None:
-                label, why = _parse_label(t, row[label_position])
-                if label is None:
-                    skipped.append((reader.line_num, why))
-                    continue
-                labels.append(label)
-            for column, position in zip(texts, text_positions, strict=True):
-                column.append(row[position])
-            indices.append(row[index_position] if index_position is not None else str(len(indices)))
-    if skipped:
-        line, why = skipped[0]
-        logger.warning(
-            "%s: skipped %d malformed rows (first: line %d, %s); see GlueSplit.skipped.",
-            path, len(skipped), line, why,
-        )  # fmt: skip
-    return GlueSplit(
-        task=t.name,
-        split=split,
-        texts_a=texts[0],
-        texts_b=texts[1] if t.is_pair else None,
-        labels=_labels_array(t, labels) if label_position is not None else None,
-        indices=indices,
-        skipped=skipped,
-    )
-
-
-def _labels_array(t: Task, labels: Sequence) -> np.ndarray:
-    return np.asarray(labels, dtype=np.float32 if t.is_regression else np.int32)
-
-
-def load_tfds_split(
-    task: str, split: str, data_dir: str | None = None, download: bool = False
-) -> GlueSplit:
-    """Reads ``split`` of TFDS ``glue/<task>`` (prepared in ``data_dir``) into a :class:`GlueSplit`.
-
-    Split names are this package's (``dev``, ``dev_matched``...), mapped to TFDS's
-    (``validation``, ``validation_matched``...). Test labels (-1 in TFDS) become None. Nothing is
-    downloaded unless ``download=True``. Imports tensorflow_datasets (and TensorFlow) on first call.
-
-    Example::
-
-        with tfds.testing.mock_data(num_examples=8):
-            load_tfds_split("rte", "train")
-    """
-    import tensorflow_datasets as tfds  # Lazy: importing TensorFlow costs seconds and 600 MB.
-
-    t = _task_with_split(task, split)
-    dataset = tfds.load(
-        f"glue/{t.name}",
-        split=split.replace("dev", "validation"),
-        data_dir=data_dir,
-        download=download,
-        shuffle_files=False,
-    )
-    texts: list[list[str]] = [[] for _ in t.tfds_text_features]
-    labels, indices = [], []
-    for example in tfds.as_numpy(dataset):
-        for column, feature in zip(texts, t.tfds_text_features, strict=True):
-            column.append(example[feature].decode("utf-8"))
-        labels.append(example["label"])
-        indices.append(str(example["idx"]))
-    return GlueSplit(
-        task=t.name,
-        split=split,
-        texts_a=texts[0],
-        texts_b=texts[1] if t.is_pair else None,
-        labels=None if split in t.test_splits else _labels_array(t, labels),
-        indices=indices,
-    )
-
+from bert_jax.tasks.glue import TASKS, Task, get_task
 
 # ------------------------------------------------------------------------- synthetic GLUE
 # A tiny English-like grammar: a clause is "the ADJ NOUN VERB the ADJ NOUN". Every task's label is

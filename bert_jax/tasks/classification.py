@@ -1,0 +1,159 @@
+"""The classification family: sentence and sentence-pair classification or regression (GLUE).
+
+One row per example, ``[CLS] a [SEP] b [SEP]`` with the longer side truncated first; the pooled
+[CLS] state feeds a linear classifier (cross-entropy), or one output (squared error, STS-B).
+Dev metrics and test submissions are GLUE's (:mod:`bert_jax.tasks.glue`).
+
+Usage::
+
+    family = Classification(glue_config.get_config("task=sst2,model=tiny"))
+    family.name, family.dev_splits   # ("glue/sst2", ("dev",))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+
+from bert_jax.models.bert import BertConfig
+from bert_jax.models.heads import BertForSequenceClassification
+from bert_jax.tasks import Features, PredictionFiles
+from bert_jax.tasks.glue import (
+    GlueSplit,
+    compute_metrics,
+    get_task,
+    load_tfds_split,
+    read_split,
+    write_submission,
+)
+from bert_jax.tasks.glue_synthetic import write_synthetic_glue
+from bert_jax.tokenizers import Tokenizer
+
+
+class Classification:
+    """A GLUE task (``config.task``) as a fine-tuning family."""
+
+    def __init__(self, config: mlc.ConfigDict):
+        self.task = get_task(config.task)
+        self.name = f"glue/{self.task.name}"
+        self.dev_splits = self.task.dev_splits
+        self.test_splits = self.task.test_splits
+        # AX has no dev split (it is only predicted).
+        self.main_metric = f"dev/{(*self.task.dev_splits, 'none')[0]}/{self.task.main_metric}"
+        self.predicted_by = self.task.predicted_by
+
+    # --- Data.
+    def load(self, config: mlc.ConfigDict, workdir: str) -> dict[str, GlueSplit]:
+        """train, the dev splits and (when predicting) the test splits; AX: test only."""
+        task = self.task
+        wanted = ["train", *task.dev_splits] + (list(task.test_splits) * config.predict_test)
+        if task.predicted_by:
+            wanted = list(task.test_splits)
+        if config.data_source == "tfds":
+            return {s: load_tfds_split(task.name, s, data_dir=config.data_dir) for s in wanted}
+        if config.data_source == "synthetic":
+            data_dir = os.path.join(workdir, "glue_data")
+            if jax.process_index() == 0 and not os.path.exists(data_dir):
+                write_synthetic_glue(
+                    data_dir + ".tmp", seed=config.seed, num_train=config.synthetic_train_examples
+                )
+                os.replace(data_dir + ".tmp", data_dir)
+            multihost_utils.sync_global_devices("synthetic GLUE written")
+        elif config.data_source == "tsv":
+            if not config.data_dir:
+                raise ValueError(
+                    "No GLUE data: set --config.data_dir to the standard GLUE folder, or "
+                    "--config.data_source=tfds / synthetic."
+                )
+            data_dir = config.data_dir
+        else:
+            raise ValueError(
+                f"Unknown config.data_source {config.data_source!r}: use tsv, tfds or synthetic."
+            )
+        splits = {s: read_split(data_dir, task.name, s) for s in wanted}
+        for name, split in splits.items():
+            if split.skipped:
+                logging.warning(
+                    "%s/%s: skipped %d malformed rows", self.name, name, len(split.skipped)
+                )
+        return splits
+
+    def featurize(
+        self, split: str, examples: GlueSplit, tokenizer: Tokenizer, config: mlc.ConfigDict
+    ) -> Features:
+        """``[CLS] a [SEP] b [SEP]`` ids (longer side truncated first), padded to max_seq_length."""
+        n, length = len(examples), config.max_seq_length
+        arrays = {
+            "input_ids": np.zeros((n, length), np.int32),
+            "token_type_ids": np.zeros((n, length), np.int32),
+            "attention_mask": np.zeros((n, length), np.int32),
+        }
+        for i in range(n):
+            a = tokenizer.encode(examples.texts_a[i])
+            b = tokenizer.encode(examples.texts_b[i]) if examples.texts_b is not None else None
+            ids, types = tokenizer.encode_pair(a, b, length)
+            arrays["input_ids"][i, : len(ids)] = ids
+            arrays["token_type_ids"][i, : len(ids)] = types
+            arrays["attention_mask"][i, : len(ids)] = 1
+        if examples.labels is not None:
+            arrays["labels"] = np.asarray(examples.labels)
+        return Features(arrays)
+
+    # --- Model and objective.
+    def model(self, cfg: BertConfig) -> BertForSequenceClassification:
+        return BertForSequenceClassification(cfg, self.task.num_labels)
+
+    def loss(self, model, params, batch, rng) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Cross-entropy and accuracy per row; squared error for regression (STS-B)."""
+        logits = self._logits(model, params, batch, deterministic=False, rng=rng)
+        if self.task.is_regression:
+            return jnp.square(logits[:, 0] - batch["labels"]), {}
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+        return losses, {"accuracy": (logits.argmax(-1) == batch["labels"]).astype(jnp.float32)}
+
+    def outputs(self, model, params, batch) -> dict[str, jax.Array]:
+        return {"logits": self._logits(model, params, batch, deterministic=True)}
+
+    @staticmethod
+    def _logits(model, params, batch, deterministic: bool, rng=None) -> jax.Array:
+        return model.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["token_type_ids"],
+            batch["attention_mask"],
+            deterministic=deterministic,
+            rngs=None if rng is None else {"dropout": rng},
+        ).astype(jnp.float32)
+
+    # --- Predictions, metrics and files.
+    def predictions(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Label indices (the argmax), or the scores of a regression task."""
+        logits = outputs["logits"]
+        return logits[:, 0] if self.task.is_regression else logits.argmax(-1)
+
+    def evaluate(
+        self, split: str, examples: GlueSplit, features: Features, outputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, float], PredictionFiles]:
+        """``dev/<split>/<metric>`` as GLUE scores them (MNLI: one call per dev split)."""
+        scores = compute_metrics(self.task.name, self.predictions(outputs), examples.labels)
+        return {f"dev/{split}/{k}": v for k, v in scores.items()}, {}
+
+    def write_test(
+        self,
+        split: str,
+        examples: GlueSplit,
+        features: Features,
+        outputs: dict[str, np.ndarray],
+        directory: str,
+    ) -> list[str]:
+        """``<directory>/submission/<Task>.tsv`` in the GLUE server's format."""
+        path = os.path.join(directory, "submission", self.task.submission_files[split])
+        write_submission(self.task.name, examples.indices, self.predictions(outputs), path)
+        return [path]
