@@ -83,7 +83,7 @@ def _norm(path: Path_, hf: str, tf: str) -> list[_Param]:
 
 
 def _param_table(num_layers: int) -> list[_Param]:
-    """Every parameter bert_jax's BertForPreTraining (+ a GLUE classifier) can hold."""
+    """Every parameter bert_jax's BertForPreTraining, a classifier or a span head can hold."""
     emb = ("bert", "embeddings")
     table = [
         _Param(
@@ -147,12 +147,22 @@ def _param_table(num_layers: int) -> list[_Param]:
             tf_out_in=True,
         ),
         _Param(("classifier", "bias"), "classifier.bias", "output_bias"),
+        # The span head of BertForQuestionAnswering / the original run_squad.py.
+        _Param(
+            ("qa_outputs", "kernel"),
+            "qa_outputs.weight",
+            "cls/squad/output_weights",
+            kernel=True,
+            tf_out_in=True,
+        ),
+        _Param(("qa_outputs", "bias"), "qa_outputs.bias", "cls/squad/output_bias"),
     ]
     return table
 
 
 # The groups bert_jax initialises afresh when a checkpoint lacks them (BertModel, BertForMaskedLM
-# and fine-tuned checkpoints carry only some heads); "classifier" is kept only when present.
+# and fine-tuned checkpoints carry only some heads); "classifier" and "qa_outputs" are kept only
+# when present.
 _OPTIONAL = ("pooler", "mlm_head", "nsp_head")
 
 # ------------------------------------------------------------------------------------- configs
@@ -229,7 +239,8 @@ def _expected_shapes(cfg: BertConfig) -> dict[Path_, tuple[int, ...]]:
         lambda: BertForPreTraining(cfg).init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))
     )
     flat = traverse_util.flatten_dict(nn.unbox(abstract["params"]))
-    return {k: tuple(v.shape) for k, v in flat.items()}
+    span_head = {("qa_outputs", "kernel"): (cfg.hidden_size, 2), ("qa_outputs", "bias"): (2,)}
+    return {k: tuple(v.shape) for k, v in flat.items()} | span_head
 
 
 def _stored_shape(p: _Param, shape: tuple[int, ...], out_in: bool) -> tuple[int, ...]:
@@ -386,10 +397,11 @@ def _normalise_hf_keys(tensors: dict[str, np.ndarray], source: str) -> dict[str,
 def load_hf(path: str | os.PathLike, *, seed: int = 0) -> tuple[BertConfig, dict[str, Any]]:
     """Loads a Hugging Face BERT directory (config.json + model.safetensors or pytorch_model.bin).
 
-    BertModel, BertForPreTraining, BertForMaskedLM and BertForSequenceClassification checkpoints
-    are accepted. Returns the config and a float32 BertForPreTraining parameter tree, plus
-    ``"classifier"`` when the checkpoint has one; the pooler / MLM / NSP heads a checkpoint lacks
-    are initialised afresh from ``seed`` (and named in one warning).
+    BertModel, BertForPreTraining, BertForMaskedLM, BertForSequenceClassification and
+    BertForQuestionAnswering checkpoints are accepted. Returns the config and a float32
+    BertForPreTraining parameter tree, plus ``"classifier"`` or ``"qa_outputs"`` when the
+    checkpoint has one; the pooler / MLM / NSP heads a checkpoint lacks are initialised afresh
+    from ``seed`` (and named in one warning).
 
     >>> cfg, params = load_hf("bert-base-uncased/")  # doctest: +SKIP
     >>> params["bert"]["layer_0"]["attention"]["query"]["kernel"].shape  # doctest: +SKIP
@@ -426,7 +438,9 @@ def save_hf(
     """Writes ``params`` as a Hugging Face checkpoint: model.safetensors (float32) + config.json.
 
     A BertForPreTraining tree loads with ``transformers.BertForPreTraining.from_pretrained(path)``;
-    a tree with ``"classifier"`` and no MLM head is written as a BertForSequenceClassification.
+    a tree with ``"classifier"`` and no MLM head is written as a BertForSequenceClassification,
+    one with ``"qa_outputs"`` (the span head) as a BertForQuestionAnswering (without the pooler,
+    which that class does not have).
 
     >>> save_hf(cfg, params, "exported/")  # doctest: +SKIP
     >>> transformers.BertForPreTraining.from_pretrained("exported/")  # doctest: +SKIP
@@ -438,6 +452,8 @@ def save_hf(
         raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to replace it.")
     params = to_layer_layout(nn.unbox(dict(params)), scan_layers=False)
     flat = traverse_util.flatten_dict(jax.device_get(params))
+    if "qa_outputs" in params:  # BertForQuestionAnswering has no pooler; ours is unused there
+        flat = {k: v for k, v in flat.items() if _group_of(k) != "pooler"}
     table = [p for p in _param_table(model_config.num_layers) if p.path in flat]
     unexpected = sorted("/".join(k) for k in set(flat) - {p.path for p in table})
     if unexpected:
@@ -452,12 +468,13 @@ def save_hf(
     tensors = {p.hf: _export_hf(p, np.asarray(flat[p.path], np.float32)) for p in table}
 
     has = {p.group for p in table}
+    architecture = "BertForPreTraining"
+    if "mlm_head" not in has and "classifier" in has:
+        architecture = "BertForSequenceClassification"
+    elif "mlm_head" not in has and "qa_outputs" in has:
+        architecture = "BertForQuestionAnswering"
     config = {
-        "architectures": [
-            "BertForSequenceClassification"
-            if "classifier" in has and "mlm_head" not in has
-            else "BertForPreTraining"
-        ],
+        "architectures": [architecture],
         **hf_config_fields(model_config),
         "torch_dtype": "float32",
     }

@@ -27,7 +27,11 @@ from safetensors.numpy import load_file, save_file
 
 from bert_jax import convert, interop, pretrained, tokenizers
 from bert_jax.models.bert import BertConfig
-from bert_jax.models.heads import BertForPreTraining, BertForSequenceClassification
+from bert_jax.models.heads import (
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+)
 
 ATOL = 1e-4
 
@@ -243,6 +247,34 @@ def test_load_hf_sequence_classification(hf_case, tmp_path):
     with torch.no_grad():
         logits = exported.eval()(**torch_inputs(hf_case.batch)).logits.numpy()
     np.testing.assert_allclose(logits, expected, atol=ATOL, rtol=0)
+
+
+def test_load_hf_question_answering_and_export(hf_case, tmp_path):
+    """BertForQuestionAnswering: start/end logits within 1e-4 of transformers, both directions."""
+    model = randomise_(
+        transformers.BertForQuestionAnswering(transformers.BertConfig(**hf_case.hf_config)), 3
+    )
+    model.save_pretrained(tmp_path)
+    cfg, params = interop.load_hf(tmp_path)
+    assert params["qa_outputs"]["kernel"].shape == (cfg.hidden_size, 2)
+    with torch.no_grad():
+        out = model(**torch_inputs(hf_case.batch))
+    span_params = {"bert": params["bert"], "qa_outputs": params["qa_outputs"]}
+    apply = jax.jit(functools.partial(BertForQuestionAnswering(cfg).apply, deterministic=True))
+    start, end = apply({"params": span_params}, **hf_case.batch)
+    np.testing.assert_allclose(start, out.start_logits.numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(end, out.end_logits.numpy(), atol=ATOL, rtol=0)
+
+    # A fine-tuned span tree exports as a BertForQuestionAnswering that loads whole.
+    interop.save_hf(cfg, span_params, tmp_path / "exported")
+    exported, info = transformers.BertForQuestionAnswering.from_pretrained(
+        tmp_path / "exported", output_loading_info=True
+    )
+    assert not any(info.values()), info
+    with torch.no_grad():
+        again = exported.eval()(**torch_inputs(hf_case.batch))
+    np.testing.assert_allclose(again.start_logits.numpy(), out.start_logits.numpy(), atol=ATOL)
+    np.testing.assert_allclose(again.end_logits.numpy(), out.end_logits.numpy(), atol=ATOL)
 
 
 def jax_classifier_logits(cfg: BertConfig, params, batch) -> np.ndarray:

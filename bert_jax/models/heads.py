@@ -1,4 +1,5 @@
-"""Task heads on top of the encoder: MLM + NSP for pretraining, classification for fine-tuning.
+"""Task heads on top of the encoder: MLM + NSP for pretraining; classification and span
+extraction (SQuAD) for fine-tuning.
 
 Usage::
 
@@ -128,3 +129,29 @@ class BertForSequenceClassification(nn.Module):
         )
         x = nn.Dropout(self.cfg.hidden_dropout)(enc.pooled_output, deterministic=deterministic)
         return dense(self.cfg, self.num_labels, ("embed", None), name="classifier")(x)
+
+
+class BertForQuestionAnswering(nn.Module):
+    """The encoder with a linear start/end span head on every token (SQuAD).
+
+    Returns ``(start_logits, end_logits)``, each ``[batch, length]``; the head's kernel is
+    ``[hidden, 2]`` (start first), as Hugging Face's ``qa_outputs`` and the original's
+    ``cls/squad/output_weights``.
+    """
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> tuple[jax.Array, jax.Array]:
+        enc = BertModel(self.cfg, name="bert")(
+            input_ids, token_type_ids, attention_mask, deterministic=deterministic
+        )
+        logits = dense(self.cfg, 2, ("embed", None), name="qa_outputs")(enc.sequence_output)
+        return logits[..., 0], logits[..., 1]
