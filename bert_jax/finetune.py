@@ -326,7 +326,7 @@ def _read_best(workdir: str) -> dict | None:
 
 def _save_best(workdir: str, cfg: BertConfig, params, best: dict, files: dict) -> None:
     """Replaces ``WORKDIR/best`` with these parameters and ``WORKDIR/predictions`` with their dev
-    prediction files (``files``: split -> {file name: writer}): written aside, then swapped in.
+    prediction files (``files``: split -> writer into a directory): written aside, swapped in.
 
     Every process calls it (each saves its shards of the parameters); process 0 moves files.
     """
@@ -345,16 +345,14 @@ def _save_best(workdir: str, cfg: BertConfig, params, best: dict, files: dict) -
     multihost_utils.sync_global_devices("best checkpoint replaced")
 
 
-def _replace_predictions(
-    directory: str, files: dict[str, dict[str, Callable[[str], None]]]
-) -> None:
+def _replace_predictions(directory: str, files: dict[str, Callable[[str], object] | None]) -> None:
+    """``directory/<split>/`` from each split's writer, swapped in whole."""
     if not any(files.values()):
         return
     staging = directory + ".new"
     shutil.rmtree(staging, ignore_errors=True)
-    for split, writers in files.items():
-        os.makedirs(os.path.join(staging, split), exist_ok=True)
-        for name, write in writers.items():
-            write(os.path.join(staging, split, name))
+    for split, write in files.items():
+        if write is not None:
+            write(os.path.join(staging, split))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(staging, directory)

@@ -69,6 +69,14 @@ class Tokenizer(abc.ABC):
     def decode(self, ids: Iterable[int]) -> str:
         """Turns ids back into text."""
 
+    @abc.abstractmethod
+    def basic_tokenize(self, text: str) -> list[str]:
+        """Words before sub-word splitting (SQuAD's get_final_text aligns answers on these)."""
+
+    @abc.abstractmethod
+    def detokenize(self, tokens: list[str]) -> str:
+        """Joins sub-word tokens back into space-separated words."""
+
     @staticmethod
     @abc.abstractmethod
     def _starts_word(token: str) -> bool:
@@ -258,18 +266,22 @@ class WordPiece(Tokenizer):
 
     def tokenize(self, text: str) -> list[str]:
         tokens: list[str] = []
-        for word in self._basic_tokenize(text):
+        for word in self.basic_tokenize(text):
             tokens.extend(self._wordpiece(word))
         return tokens
 
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.id_to_token(i) for i in ids).replace(" ##", "").strip()
 
+    def detokenize(self, tokens: list[str]) -> str:
+        # As run_squad.py's write_predictions: glue continuations, then drop stray "##".
+        return " ".join(tokens).replace(" ##", "").replace("##", "").strip()
+
     @staticmethod
     def _starts_word(token: str) -> bool:
         return not token.startswith("##")
 
-    def _basic_tokenize(self, text: str) -> list[str]:
+    def basic_tokenize(self, text: str) -> list[str]:
         """Clean text, split on whitespace, CJK characters and punctuation; lower-case if asked."""
         text = "".join(_clean_char(c) for c in text)
         words: list[str] = []
@@ -338,6 +350,12 @@ class SentencePiece(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._sp.decode(list(ids))
+
+    def basic_tokenize(self, text: str) -> list[str]:
+        return (text.lower() if self.lower_case else text).split()
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return "".join(tokens).replace("\u2581", " ").strip()
 
     @staticmethod
     def _starts_word(token: str) -> bool:

@@ -58,8 +58,8 @@ class Features:
         return len(next(iter(self.arrays.values())))
 
 
-# evaluate() returns the files to write as {file name: writer(path)}.
-PredictionFiles = dict[str, Callable[[str], None]]
+# evaluate() returns a writer of the split's prediction files into a directory (None: no files).
+PredictionFiles = Callable[[str], object] | None
 
 
 class Family(Protocol):

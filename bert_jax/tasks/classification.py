@@ -143,7 +143,7 @@ class Classification:
     ) -> tuple[dict[str, float], PredictionFiles]:
         """``dev/<split>/<metric>`` as GLUE scores them (MNLI: one call per dev split)."""
         scores = compute_metrics(self.task.name, self.predictions(outputs), examples.labels)
-        return {f"dev/{split}/{k}": v for k, v in scores.items()}, {}
+        return {f"dev/{split}/{k}": v for k, v in scores.items()}, None
 
     def write_test(
         self,
