@@ -233,7 +233,9 @@ def test_pruned_last_layer_computes_the_same_function(scan_layers):
         pruned = logits_and_grads(pruned_cfg, x)
         assert pruned[0][1].shape == ((8, 2) if x is plain else (8, 2, 2))
         for a, b in zip(jax.tree.leaves(pruned), jax.tree.leaves(expected), strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+            # fp32 sums in another order: the tolerance scales with each array's magnitude (the
+            # gradients of a squared-logit loss reach the hundreds).
+            np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, np.abs(b).max()), rtol=1e-5)
 
     classifier = BertForSequenceClassification(CFG, num_labels=3)
     params = classifier.init(jax.random.key(0), plain["input_ids"])["params"]
