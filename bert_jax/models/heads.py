@@ -1,5 +1,5 @@
-"""Task heads on top of the encoder: MLM + NSP for pretraining; classification and span
-extraction (SQuAD) for fine-tuning.
+"""Task heads on top of the encoder: MLM + NSP for pretraining; for fine-tuning, sequence
+classification (GLUE), span extraction (SQuAD), multiple choice (SWAG) and token tagging (NER).
 
 Usage::
 
@@ -155,3 +155,59 @@ class BertForQuestionAnswering(nn.Module):
         )
         logits = dense(self.cfg, 2, ("embed", None), name="qa_outputs")(enc.sequence_output)
         return logits[..., 0], logits[..., 1]
+
+
+class BertForMultipleChoice(nn.Module):
+    """One score per choice from each choice's pooled output (SWAG), as Hugging Face's
+    ``BertForMultipleChoice``: inputs ``[batch, choices, length]``, logits ``[batch, choices]``;
+    the head is a ``[hidden, 1]`` ``classifier``."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        batch, choices, length = input_ids.shape
+
+        def rows(x):  # every choice is a row of its own for the encoder
+            return None if x is None else x.reshape(batch * choices, length)
+
+        enc = BertModel(self.cfg, name="bert")(
+            rows(input_ids),
+            rows(token_type_ids),
+            rows(attention_mask),
+            output_positions=jnp.zeros((batch * choices, 0), jnp.int32),
+            deterministic=deterministic,
+        )
+        x = nn.Dropout(self.cfg.hidden_dropout)(enc.pooled_output, deterministic=deterministic)
+        scores = dense(self.cfg, 1, ("embed", None), name="classifier")(x)
+        return scores.reshape(batch, choices)
+
+
+class BertForTokenClassification(nn.Module):
+    """A label per token from its final hidden state (NER), as Hugging Face's
+    ``BertForTokenClassification`` (no pooler): logits ``[batch, length, num_labels]``."""
+
+    cfg: BertConfig
+    num_labels: int
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        enc = BertModel(self.cfg, name="bert")(
+            input_ids, token_type_ids, attention_mask, deterministic=deterministic
+        )
+        x = nn.Dropout(self.cfg.hidden_dropout)(enc.sequence_output, deterministic=deterministic)
+        return dense(self.cfg, self.num_labels, ("embed", None), name="classifier")(x)
