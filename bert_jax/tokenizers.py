@@ -13,12 +13,19 @@ leaves decomposed accents and CJK compatibility ideographs alone when cased), ke
 "[MASK]" as one special token (the original splits it like any text) and maps words longer than
 100 characters to ``[UNK]`` (the original: longer than 200).
 
+Hugging Face's tokenizer files are read and written here too: :func:`from_hf_tokenizer_json` builds
+a WordPiece from a fast tokenizer's ``tokenizer.json`` (its normaliser options and word-length limit
+included, so ids match that tokenizer), and :func:`hf_tokenizer_files` gives the files
+``transformers.AutoTokenizer`` loads (``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json``,
+``special_tokens_map.json``).
+
 Example::
 
     tok = WordPiece("vocab.txt", lower_case=True)
     ids, type_ids = tok.encode_pair(tok.encode("Hello, world!"), tok.encode("Bye."), 128)
     tok.save("run/tokenizer")
     tok = load_tokenizer("run/tokenizer")
+    tok = from_hf_tokenizer_json("all-MiniLM-L6-v2/tokenizer.json")
 """
 
 from __future__ import annotations
@@ -26,17 +33,21 @@ from __future__ import annotations
 import abc
 import functools
 import json
+import logging
 import os
 import shutil
 import unicodedata
-from collections.abc import Iterable
-from typing import ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 CONFIG_NAME = "tokenizer.json"
+VOCAB_NAME = "vocab.txt"
+
+_log = logging.getLogger(__name__)
 
 
 class Tokenizer(abc.ABC):
@@ -48,8 +59,8 @@ class Tokenizer(abc.ABC):
 
     type_name: ClassVar[str]
 
-    def __init__(self, file: str, tokens: list[str], lower_case: bool):
-        self.file = file
+    def __init__(self, file: str | None, tokens: list[str], lower_case: bool):
+        self.file = file  # None: the vocabulary came from elsewhere (e.g. a tokenizer.json)
         self.lower_case = lower_case
         self._tokens = tokens
         # Later duplicates win, as in the original load_vocab.
@@ -57,8 +68,9 @@ class Tokenizer(abc.ABC):
         missing = [tok for tok in SPECIAL_TOKENS if tok not in self._ids]
         if missing:
             raise ValueError(
-                f"{file} lacks the special token(s) {missing}; BERT needs all of "
-                f"{list(SPECIAL_TOKENS)}. Add them to the vocabulary (e.g. as the first entries)."
+                f"{file or 'The vocabulary'} lacks the special token(s) {missing}; BERT needs "
+                f"all of {list(SPECIAL_TOKENS)}. Add them to the vocabulary (e.g. as the first "
+                "entries)."
             )
 
     @abc.abstractmethod
@@ -158,15 +170,25 @@ class Tokenizer(abc.ABC):
         return ids, type_ids
 
     def save(self, directory: str) -> None:
-        """Copies the vocabulary file into ``directory`` and writes ``tokenizer.json`` beside it."""
+        """Writes the vocabulary into ``directory``, and ``tokenizer.json`` (type, options)."""
         os.makedirs(directory, exist_ok=True)
+        name = self._save_vocabulary(directory)
+        config = {"type": self.type_name, "file": name, "lower_case": self.lower_case}
+        config |= self._extra_options()
+        with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2)
+
+    def _save_vocabulary(self, directory: str) -> str:
+        """Copies the vocabulary file into ``directory``; returns its name there."""
         name = os.path.basename(self.file)
         target = os.path.join(directory, name)
         if not (os.path.exists(target) and os.path.samefile(self.file, target)):
             shutil.copyfile(self.file, target)
-        config = {"type": self.type_name, "file": name, "lower_case": self.lower_case}
-        with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2)
+        return name
+
+    def _extra_options(self) -> dict[str, Any]:
+        """Options beyond ``lower_case`` that ``tokenizer.json`` must record to rebuild this."""
+        return {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -206,14 +228,15 @@ def _is_chinese_char(cp: int) -> bool:
 
 
 @functools.lru_cache(maxsize=65536)
-def _clean_char(char: str) -> str:
+def _clean_char(char: str, clean_text: bool = True, chinese_chars: bool = True) -> str:
     """What ``char`` becomes before whitespace splitting: dropped, a space, or spaced out."""
     cp = ord(char)
-    if cp == 0 or cp == 0xFFFD or _is_control(char):
-        return ""
-    if _is_whitespace(char):
-        return " "
-    if _is_chinese_char(cp):
+    if clean_text:
+        if cp == 0 or cp == 0xFFFD or _is_control(char):
+            return ""
+        if _is_whitespace(char):
+            return " "
+    if chinese_chars and _is_chinese_char(cp):
         return f" {char} "
     return char
 
@@ -237,32 +260,101 @@ def _split_on_punctuation(word: str) -> list[str]:
     return pieces
 
 
+# The original's word-length limit; Hugging Face's is 100 (its tokenizer.json says which).
+ORIGINAL_MAX_CHARS_PER_WORD = 200
+
+
 class WordPiece(Tokenizer):
     """BERT's WordPiece tokenizer on a ``vocab.txt`` (one token per line, line number = id).
 
+    ``vocab`` is the path of a ``vocab.txt``, or the tokens themselves (index = id).
     ``lower_case=True`` lower-cases and strips accents (uncased models); ``False`` keeps both.
+    The other options are the original's fixed choices unless changed, and exist because Hugging
+    Face's ``BertNormalizer`` and ``WordPiece`` model expose them:
+
+    - ``strip_accents``: None follows ``lower_case`` (the original's rule);
+    - ``tokenize_chinese_chars``: put spaces around CJK ideographs, so each is a word;
+    - ``clean_text``: drop NUL, U+FFFD and control characters, turn whitespace into spaces;
+    - ``max_chars_per_word``: a longer word becomes ``[UNK]``.
 
     Example::
 
         tok = WordPiece("vocab.txt", lower_case=True)
         tok.tokenize("Unaffable café!")  # ['un', '##aff', '##able', 'cafe', '!']
+        WordPiece(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hi"], lower_case=False)
     """
 
     type_name = "wordpiece"
-    max_chars_per_word = 200
 
-    def __init__(self, vocab_file: str, lower_case: bool = True):
-        if not os.path.isfile(vocab_file):
-            raise FileNotFoundError(
-                f"WordPiece vocabulary {vocab_file!r} does not exist; pass the path of a BERT "
-                "vocab.txt (one token per line)."
-            )
-        # Split on "\n" only and strip each line, like the original load_vocab.
-        with open(vocab_file, encoding="utf-8", newline="\n") as f:
-            tokens = [line.strip() for line in f]
-        super().__init__(vocab_file, tokens, lower_case)
+    def __init__(
+        self,
+        vocab: str | os.PathLike | Sequence[str],
+        lower_case: bool = True,
+        *,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        clean_text: bool = True,
+        max_chars_per_word: int = ORIGINAL_MAX_CHARS_PER_WORD,
+    ):
+        if isinstance(vocab, str | os.PathLike):
+            file = os.fspath(vocab)
+            if not os.path.isfile(file):
+                raise FileNotFoundError(
+                    f"WordPiece vocabulary {file!r} does not exist; pass the path of a BERT "
+                    "vocab.txt (one token per line)."
+                )
+            # Split on "\n" only and strip each line, like the original load_vocab.
+            with open(file, encoding="utf-8", newline="\n") as f:
+                tokens = [line.strip() for line in f]
+        else:
+            file, tokens = None, list(vocab)
+            # save() writes them as a vocab.txt, one per line, which the loader strips.
+            bad = [(i, t) for i, t in enumerate(tokens) if t != t.strip() or "\n" in t]
+            if bad:
+                raise ValueError(
+                    f"Token(s) {bad[:5]} (id, token) have whitespace at their ends or a line "
+                    "break; a vocab.txt cannot hold them. Remove them from the vocabulary."
+                )
+        super().__init__(file, tokens, lower_case)
+        self.strip_accents = lower_case if strip_accents is None else bool(strip_accents)
+        self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
+        self.clean_text = bool(clean_text)
+        self.max_chars_per_word = int(max_chars_per_word)
         # No vocabulary entry is longer than this, so longer candidates need not be looked up.
         self._max_piece_chars = max(map(len, tokens))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every option, as keyword arguments of the constructor."""
+        return {
+            "lower_case": self.lower_case,
+            "strip_accents": self.strip_accents,
+            "tokenize_chinese_chars": self.tokenize_chinese_chars,
+            "clean_text": self.clean_text,
+            "max_chars_per_word": self.max_chars_per_word,
+        }
+
+    def replace(self, **options: Any) -> WordPiece:
+        """The same vocabulary with some options changed: ``tok.replace(lower_case=False)``."""
+        return WordPiece(self.file or self._tokens, **(self.options | options))
+
+    def _extra_options(self) -> dict[str, Any]:
+        # Options at the original's values are left out: files saved before they existed read
+        # the same, and a default tokenizer's file stays {"type", "file", "lower_case"}.
+        original = {
+            "strip_accents": self.lower_case,
+            "tokenize_chinese_chars": True,
+            "clean_text": True,
+            "max_chars_per_word": ORIGINAL_MAX_CHARS_PER_WORD,
+        }
+        return {k: self.options[k] for k, v in original.items() if self.options[k] != v}
+
+    def _save_vocabulary(self, directory: str) -> str:
+        if self.file is not None:
+            return super()._save_vocabulary(directory)
+        with open(os.path.join(directory, VOCAB_NAME), "w", encoding="utf-8") as f:
+            f.write("".join(tok + "\n" for tok in self._tokens))
+        return VOCAB_NAME
 
     def tokenize(self, text: str) -> list[str]:
         tokens: list[str] = []
@@ -283,12 +375,14 @@ class WordPiece(Tokenizer):
 
     def basic_tokenize(self, text: str) -> list[str]:
         """Clean text, split on whitespace, CJK characters and punctuation; lower-case if asked."""
-        text = "".join(_clean_char(c) for c in text)
+        text = "".join(_clean_char(c, self.clean_text, self.tokenize_chinese_chars) for c in text)
         words: list[str] = []
         # str.split(), as in the original: it also splits on e.g. U+2028, which is not Zs.
         for word in text.split():
             if self.lower_case:
-                word = _strip_accents(word.lower())
+                word = word.lower()
+            if self.strip_accents:
+                word = _strip_accents(word)
             words.extend(_split_on_punctuation(word))
         # Accent stripping can empty a word (a lone combining mark) or reveal whitespace.
         return " ".join(words).split()
@@ -418,6 +512,9 @@ def train_sentencepiece(
 
 # ------------------------------------------------------------------------------------------------
 
+# What Tokenizer.save may record besides lower_case (WordPiece._extra_options).
+_WORDPIECE_OPTIONS = ("strip_accents", "tokenize_chinese_chars", "clean_text", "max_chars_per_word")
+
 
 def load_tokenizer(directory: str) -> Tokenizer:
     """Reads back a tokenizer written by :meth:`Tokenizer.save`.
@@ -435,10 +532,222 @@ def load_tokenizer(directory: str) -> Tokenizer:
         config = json.load(f)
     file = os.path.join(directory, config["file"])
     if config["type"] == WordPiece.type_name:
-        return WordPiece(file, lower_case=config["lower_case"])
+        options = {k: config[k] for k in _WORDPIECE_OPTIONS if k in config}
+        return WordPiece(file, lower_case=config["lower_case"], **options)
     if config["type"] == SentencePiece.type_name:
         return SentencePiece(file)
     raise ValueError(
         f"{path} has type {config['type']!r}; expected {WordPiece.type_name!r} or "
         f"{SentencePiece.type_name!r}. Fix the file or save the tokenizer again."
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Hugging Face's tokenizer files. A fast tokenizer's tokenizer.json (the `tokenizers` library's
+# format) is read and written as plain JSON: that library is not a bert_jax dependency.
+
+# Hugging Face's default word-length limit (BertTokenizer's, and tokenizer.json's when unstated).
+HF_MAX_CHARS_PER_WORD = 100
+_SPECIAL_TOKEN_FIELDS = {
+    "unk_token": UNK,
+    "sep_token": SEP,
+    "pad_token": PAD,
+    "cls_token": CLS,
+    "mask_token": MASK,
+}
+
+
+def _refuse(path: str, field: str, value: Any, why: str) -> ValueError:
+    return ValueError(
+        f"{path}: {field} is {value!r}; {why} bert_jax reproduces BERT WordPiece tokenizers only "
+        "(normalizer BertNormalizer, pre_tokenizer BertPreTokenizer, model WordPiece with '##' "
+        "continuations), as written by transformers' BertTokenizerFast."
+    )
+
+
+def from_hf_tokenizer_json(path: str | os.PathLike) -> WordPiece:
+    """The WordPiece tokenizer a Hugging Face fast BERT ``tokenizer.json`` describes.
+
+    The vocabulary is ``model.vocab``; lower-casing, accent stripping (``strip_accents: null``
+    follows ``lowercase``), CJK spacing and text cleaning come from the ``BertNormalizer``, the
+    word-length limit from ``model.max_input_chars_per_word``. Anything else (a BPE or Unigram
+    model, another normaliser or pre-tokenizer, added tokens that are not special) is refused,
+    naming the field, since bert_jax would give other ids. As everywhere in bert_jax, literal
+    special-token text such as "[MASK]" is split like any text.
+
+    >>> tok = from_hf_tokenizer_json("all-MiniLM-L6-v2/tokenizer.json")  # doctest: +SKIP
+    >>> tok.lower_case, tok.max_chars_per_word  # doctest: +SKIP
+    (True, 100)
+    """
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+    if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+        hint = (
+            " It is a bert_jax tokenizer config: read it with load_tokenizer(its directory)."
+            if isinstance(spec, dict) and "type" in spec and "file" in spec
+            else ""
+        )
+        raise ValueError(f"{path} has no 'model' object: not a Hugging Face tokenizer.json.{hint}")
+    model = spec["model"]
+    if model.get("type") != "WordPiece":
+        raise _refuse(path, "model.type", model.get("type"), "that is not BERT's WordPiece.")
+    if model.get("continuing_subword_prefix", "##") != "##":
+        prefix = model["continuing_subword_prefix"]
+        raise _refuse(path, "model.continuing_subword_prefix", prefix, "bert_jax uses '##'.")
+    if model.get("unk_token", UNK) != UNK:
+        raise _refuse(path, "model.unk_token", model["unk_token"], f"bert_jax uses {UNK!r}.")
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError(
+            f"{path}: model.vocab must map tokens to the ids 0..N-1, each once; fix the file."
+        )
+    tokens = sorted(vocab, key=vocab.__getitem__)
+
+    normalizer = spec.get("normalizer")
+    if normalizer is None:  # no normalisation at all: cased, uncleaned, CJK not spaced out
+        options = dict(
+            lower_case=False, strip_accents=False, tokenize_chinese_chars=False, clean_text=False
+        )
+    elif normalizer.get("type") == "BertNormalizer":
+        # Missing fields take the `tokenizers` library's defaults.
+        options = dict(
+            lower_case=bool(normalizer.get("lowercase", True)),
+            strip_accents=normalizer.get("strip_accents"),
+            tokenize_chinese_chars=bool(normalizer.get("handle_chinese_chars", True)),
+            clean_text=bool(normalizer.get("clean_text", True)),
+        )
+    else:
+        raise _refuse(path, "normalizer.type", normalizer.get("type"), "bert_jax cannot run it.")
+    pre_tokenizer = spec.get("pre_tokenizer") or {}
+    if pre_tokenizer.get("type") != "BertPreTokenizer":
+        kind = pre_tokenizer.get("type")
+        raise _refuse(path, "pre_tokenizer.type", kind, "bert_jax splits words as BERT does.")
+    # transformers matches added tokens in raw text before anything else; bert_jax does not
+    # (specials are the documented exception), so other added tokens would change ids.
+    for added in spec.get("added_tokens") or []:
+        content, i = added.get("content"), added.get("id")
+        if not added.get("special") or vocab.get(content) != i:
+            raise _refuse(
+                path,
+                f"added_tokens entry {content!r} (id {i})",
+                added,
+                "only special tokens already in model.vocab can be reproduced.",
+            )
+    try:
+        return WordPiece(
+            tokens,
+            max_chars_per_word=model.get("max_input_chars_per_word", HF_MAX_CHARS_PER_WORD),
+            **options,
+        )
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+
+
+def _hf_tokenizer_json(tok: WordPiece) -> dict[str, Any]:
+    """``tok`` in the `tokenizers` library's format, as BertTokenizerFast.save_pretrained writes."""
+
+    def special(name: str, type_id: int) -> dict[str, Any]:
+        return {"SpecialToken": {"id": name, "type_id": type_id}}
+
+    def sequence(name: str, type_id: int) -> dict[str, Any]:
+        return {"Sequence": {"id": name, "type_id": type_id}}
+
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {
+                "id": tok.token_to_id(name),
+                "content": name,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+            for name in sorted(SPECIAL_TOKENS, key=tok.token_to_id)
+        ],
+        "normalizer": {
+            "type": "BertNormalizer",
+            "clean_text": tok.clean_text,
+            "handle_chinese_chars": tok.tokenize_chinese_chars,
+            "strip_accents": tok.strip_accents,
+            "lowercase": tok.lower_case,
+        },
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [special(CLS, 0), sequence("A", 0), special(SEP, 0)],
+            "pair": [
+                special(CLS, 0),
+                sequence("A", 0),
+                special(SEP, 0),
+                sequence("B", 1),
+                special(SEP, 1),
+            ],
+            "special_tokens": {
+                name: {"id": name, "ids": [tok.token_to_id(name)], "tokens": [name]}
+                for name in (CLS, SEP)
+            },
+        },
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+        "model": {
+            "type": "WordPiece",
+            "unk_token": UNK,
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": tok.max_chars_per_word,
+            # Later duplicates win, as in our lookups (and transformers' vocab.txt reader).
+            "vocab": {t: i for i, t in enumerate(tok._tokens)},
+        },
+    }
+
+
+def hf_tokenizer_files(tokenizer: Tokenizer, model_max_length: int) -> dict[str, str]:
+    """The files ``transformers.AutoTokenizer`` loads for ``tokenizer``: file name -> text.
+
+    ``tokenizer.json`` is read by the fast tokenizer (the default), ``vocab.txt`` with
+    ``tokenizer_config.json`` by the slow ``BertTokenizer`` (``use_fast=False``); both give this
+    tokenizer's ids, except where transformers departs from the original rules (module
+    docstring). The fast tokenizer keeps this tokenizer's word-length limit; the slow one always
+    cuts at 100 characters and always cleans text (``clean_text=False`` logs a warning).
+
+    SentencePiece tokenizers are refused: transformers has no BERT tokenizer on a SentencePiece
+    model, and its SentencePiece classes (ALBERT's, T5's, ...) preprocess text and place special
+    tokens their own way, so they would not give bert_jax's ids.
+
+    >>> for name, text in hf_tokenizer_files(tok, 512).items():  # doctest: +SKIP
+    ...     Path("exported", name).write_text(text, encoding="utf-8")
+    """
+    if not isinstance(tokenizer, WordPiece):
+        raise ValueError(
+            f"A {type(tokenizer).__name__} tokenizer ({tokenizer.file}) cannot be exported for "
+            "transformers: it has no BERT tokenizer on a SentencePiece model, and its "
+            "SentencePiece tokenizers (ALBERT's, T5's) would give other ids. Export the weights "
+            "alone (save_hf(..., tokenizer=None)) and ship the .model file with them."
+        )
+    if not tokenizer.clean_text:
+        _log.warning(
+            "transformers' slow BertTokenizer always cleans text: with use_fast=False, text with "
+            "control characters may get other ids than clean_text=False gives (the fast "
+            "tokenizer, the default, matches)."
+        )
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": tokenizer.lower_case,
+        "strip_accents": tokenizer.strip_accents,
+        "tokenize_chinese_chars": tokenizer.tokenize_chinese_chars,
+        "model_max_length": model_max_length,
+        **_SPECIAL_TOKEN_FIELDS,
+    }
+
+    def dumps(obj: Mapping[str, Any]) -> str:
+        return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+    return {
+        VOCAB_NAME: "".join(t + "\n" for t in tokenizer._tokens),
+        "tokenizer.json": dumps(_hf_tokenizer_json(tokenizer)),
+        "tokenizer_config.json": dumps(config),
+        "special_tokens_map.json": dumps(_SPECIAL_TOKEN_FIELDS),
+    }

@@ -2,17 +2,21 @@
 
 import itertools
 import json
+import logging
 import random
 import re
 
 import numpy as np
 import pytest
-from transformers import BertTokenizer, BertTokenizerFast
+import tokenizers as hf_tokenizers
+from transformers import AutoTokenizer, BertTokenizer, BertTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from bert_jax.tokenizers import (
     SentencePiece,
     WordPiece,
+    from_hf_tokenizer_json,
+    hf_tokenizer_files,
     load_tokenizer,
     train_sentencepiece,
 )
@@ -221,6 +225,174 @@ def test_wordpiece_save_and_load(vocab_file, tmp_path):
     for text in HARD_CORPUS:
         assert loaded.encode(text) == tok.encode(text)
     loaded.save(str(tmp_path / "tok"))  # saving onto its own files is harmless
+
+
+def test_wordpiece_options_save_and_load(vocab_file, tmp_path):
+    with open(vocab_file, encoding="utf-8") as f:
+        tokens = f.read().split("\n")[:-1]
+    tok = WordPiece(tokens, lower_case=True, max_chars_per_word=100)
+    # strip_accents=None follows lower_case.
+    assert tok.file is None and tok.strip_accents and not WordPiece(tokens, False).strip_accents
+    tok = tok.replace(strip_accents=False)
+    tok.save(str(tmp_path))
+    config = json.loads((tmp_path / "tokenizer.json").read_text())
+    # Only what differs from the original's rules is recorded.
+    assert config == {
+        "type": "wordpiece",
+        "file": "vocab.txt",
+        "lower_case": True,
+        "strip_accents": False,
+        "max_chars_per_word": 100,
+    }
+    loaded = load_tokenizer(str(tmp_path))
+    assert loaded.options == tok.options
+    assert loaded.tokenize("CAFÉ " + "a" * 101) == ["café", "[UNK]"]  # lower-cased, accented
+    assert [loaded.id_to_token(i) for i in range(loaded.vocab_size)] == tokens
+    with pytest.raises(ValueError, match=r"\(6, ' x'\).*vocab\.txt cannot hold"):
+        WordPiece(tokens[:6] + [" x"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Hugging Face tokenizer.json: read what transformers writes, write what it reads.
+
+# Normaliser settings of a BertTokenizerFast tokenizer.json, and a word-length limit.
+HF_JSON_VARIANTS = {
+    "uncased": dict(lowercase=True, strip_accents=None),
+    "cased": dict(lowercase=False, strip_accents=None),
+    "lower_keep_accents": dict(lowercase=True, strip_accents=False),
+    "cased_strip_accents": dict(lowercase=False, strip_accents=True),
+    "no_cjk_spacing": dict(lowercase=True, handle_chinese_chars=False),
+    "unclean": dict(lowercase=False, clean_text=False),
+    "no_normalizer": None,
+    "max_chars_12": dict(lowercase=True, max_input_chars_per_word=12),
+}
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer_json(vocab_file, tmp_path_factory):
+    """The tokenizer.json transformers writes for the test vocabulary (uncased)."""
+    out = tmp_path_factory.mktemp("hf_fast")
+    BertTokenizerFast(vocab_file, do_lower_case=True).save_pretrained(out)
+    return json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+
+
+def _write_json(obj, path):
+    path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def _fast_ids(tokenizer, texts):
+    return [tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+
+
+HF_JSON_TEXTS = HARD_CORPUS + UNCASED_ONLY + ["a" * 11 + " " + "a" * 12 + " " + "b" * 13]
+
+
+@pytest.mark.parametrize("variant", list(HF_JSON_VARIANTS))
+def test_from_hf_tokenizer_json_matches_the_tokenizers_library(
+    variant, hf_tokenizer_json, tmp_path
+):
+    spec = json.loads(json.dumps(hf_tokenizer_json))
+    settings = HF_JSON_VARIANTS[variant]
+    if settings is None:
+        spec["normalizer"] = None
+    else:
+        settings = dict(settings)
+        if "max_input_chars_per_word" in settings:
+            spec["model"]["max_input_chars_per_word"] = settings.pop("max_input_chars_per_word")
+        spec["normalizer"].update(settings)
+    path = _write_json(spec, tmp_path / "tokenizer.json")
+    reference = hf_tokenizers.Tokenizer.from_file(str(path))
+    ours = from_hf_tokenizer_json(path)
+    assert ours.vocab_size == reference.get_vocab_size()
+    assert [ours.encode(t) for t in HF_JSON_TEXTS] == _fast_ids(reference, HF_JSON_TEXTS)
+
+
+def _edit(path, value):
+    def edit(spec):
+        *parents, last = path
+        for key in parents:
+            spec = spec[key]
+        spec[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (_edit(["model", "type"], "BPE"), "model.type is 'BPE'"),
+        (_edit(["model", "continuing_subword_prefix"], "@@"), "continuing_subword_prefix"),
+        (_edit(["model", "unk_token"], "<unk>"), "model.unk_token is '<unk>'"),
+        (_edit(["normalizer"], {"type": "NFKC"}), "normalizer.type is 'NFKC'"),
+        (_edit(["pre_tokenizer"], {"type": "ByteLevel"}), "pre_tokenizer.type is 'ByteLevel'"),
+        (_edit(["pre_tokenizer"], None), "pre_tokenizer.type is None"),
+        (_edit(["model", "vocab", "[PAD]"], 9999), "ids 0..N-1"),
+        (
+            lambda spec: spec["added_tokens"].append({"id": 5, "content": "zzz", "special": False}),
+            r"added_tokens entry 'zzz' \(id 5\)",
+        ),
+    ],
+    ids=["bpe", "prefix", "unk", "normalizer", "pre_tokenizer", "no_pre_tokenizer", "ids", "added"],
+)
+def test_from_hf_tokenizer_json_refuses_what_it_cannot_reproduce(
+    edit, match, hf_tokenizer_json, tmp_path
+):
+    spec = json.loads(json.dumps(hf_tokenizer_json))
+    edit(spec)
+    path = _write_json(spec, tmp_path / "tokenizer.json")
+    with pytest.raises(ValueError, match=match) as error:
+        from_hf_tokenizer_json(path)
+    assert str(path) in str(error.value)
+
+
+def test_from_hf_tokenizer_json_points_at_load_tokenizer(vocab_file, tmp_path):
+    WordPiece(vocab_file).save(str(tmp_path))
+    with pytest.raises(ValueError, match="bert_jax tokenizer config.*load_tokenizer"):
+        from_hf_tokenizer_json(tmp_path / "tokenizer.json")
+
+
+@pytest.mark.parametrize("lower", [True, False], ids=["uncased", "cased"])
+def test_hf_tokenizer_files_load_in_transformers(lower, vocab_file, tmp_path):
+    """Fast and slow AutoTokenizer give bert_jax's ids on the exported files."""
+    ours = WordPiece(vocab_file, lower_case=lower)
+    for name, text in hf_tokenizer_files(ours, model_max_length=64).items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    texts = _corpus(lower)
+    expected = [ours.encode(t) for t in texts]
+    assert _fast_ids(
+        hf_tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json")), texts
+    ) == (expected)
+    for use_fast in (True, False):
+        hf = AutoTokenizer.from_pretrained(tmp_path, use_fast=use_fast)
+        assert hf.is_fast == use_fast and hf.model_max_length == 64
+        assert [hf.encode(t, add_special_tokens=False) for t in texts] == expected
+        pair = hf("Hello, world!", "naïve café")
+        a, b = ours.encode("Hello, world!"), ours.encode("naïve café")
+        assert (pair["input_ids"], pair["token_type_ids"]) == ours.encode_pair(a, b, 64)
+        assert hf.all_special_ids == [
+            ours.unk_id,
+            ours.sep_id,
+            ours.pad_id,
+            ours.cls_id,
+            ours.mask_id,
+        ]
+    # And what transformers reads back is what bert_jax reads.
+    assert from_hf_tokenizer_json(tmp_path / "tokenizer.json").options == ours.options
+
+
+def test_hf_tokenizer_files_warn_where_the_slow_tokenizer_differs(vocab_file, caplog):
+    with caplog.at_level(logging.WARNING, logger="bert_jax.tokenizers"):
+        hf_tokenizer_files(WordPiece(vocab_file), 64)
+        assert not caplog.records
+        hf_tokenizer_files(WordPiece(vocab_file, clean_text=False), 64)
+    assert "slow BertTokenizer always cleans text" in caplog.text
+
+
+def test_hf_tokenizer_files_refuse_sentencepiece(tmp_path):
+    tok = train_sentencepiece(_sentences(100), str(tmp_path / "spm"), vocab_size=60)
+    with pytest.raises(ValueError, match=r"SentencePiece tokenizer .*spm\.model.*tokenizer=None"):
+        hf_tokenizer_files(tok, 64)
 
 
 # ------------------------------------------------------------------------------------------------
