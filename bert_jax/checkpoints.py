@@ -260,12 +260,7 @@ def load_init_checkpoint(path: str) -> tuple[BertConfig, dict, str]:
 def _restore_params_only(state_dir: str) -> dict:
     """The parameters of a saved train state, as host arrays: no optimizer moments are read, and
     nothing depends on the topology the checkpoint was written on."""
-    checkpointer = ocp.PyTreeCheckpointer()
-    params = checkpointer.metadata(state_dir).item_metadata.tree["params"]
-    item = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), params)}
-    as_numpy = {"params": jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), params)}
-    restore = ocp.args.PyTreeRestore(item=item, restore_args=as_numpy, partial_restore=True)
-    return checkpointer.restore(state_dir, args=restore)["params"]
+    return pretrained.restore_host_arrays(state_dir, "params")["params"]
 
 
 def merge_params(loaded: dict, fresh: dict, what: str) -> dict:

@@ -24,6 +24,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
@@ -71,6 +72,24 @@ def save(
     multihost_utils.sync_global_devices(f"pretrained.save done {directory}")
 
 
+def restore_host_arrays(directory: str | os.PathLike, subtree: str | None = None) -> dict:
+    """The pytree of an orbax checkpoint directory (or only its top-level ``subtree``) as numpy
+    arrays on this host, whatever topology (devices, processes) wrote it.
+
+    >>> restore_host_arrays("run/checkpoints/1000/state", "params")["params"]  # doctest: +SKIP
+    """
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(directory).item_metadata.tree
+    if subtree is not None:
+        tree = {subtree: tree[subtree]}
+    item = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    restore = ocp.args.PyTreeRestore(
+        item=item, restore_args=as_numpy, partial_restore=subtree is not None
+    )
+    return checkpointer.restore(directory, args=restore)
+
+
 def load(directory: str | os.PathLike, shardings: Any = None) -> tuple[BertConfig, dict[str, Any]]:
     """Reads a directory written by :func:`save`.
 
@@ -93,11 +112,11 @@ def load(directory: str | os.PathLike, shardings: Any = None) -> tuple[BertConfi
     except (json.JSONDecodeError, TypeError, ValueError) as e:
         raise ValueError(f"{config_file} is not a valid BertConfig: {e}") from e
 
-    checkpointer = ocp.StandardCheckpointer()
     try:
         if shardings is None:
-            params = checkpointer.restore(params_dir)
+            params = restore_host_arrays(params_dir)
         else:
+            checkpointer = ocp.StandardCheckpointer()
             stored = checkpointer.metadata(params_dir).item_metadata.tree
             target = jax.tree.map(
                 lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), stored, shardings

@@ -48,14 +48,17 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.predict_test = False  # SQuAD's test set is hidden: dev predictions are written instead
     c.data_source = "json"  # json (data_dir: the official files) | tfds | synthetic (embedded)
     c.synthetic_train_examples = 1024  # training questions of the synthetic set
+    c.synthetic_dev_examples = 256  # its dev questions
 
     if arg.model == "tiny":
         c.data_source = "synthetic"
         c.max_seq_length = 128  # the embedded pretraining run's positions
         c.doc_stride = 48
         c.max_query_length = 24
-        c.learning_rate = 1e-3
-        c.num_epochs = 6.0
+        # Measured: at 1e-3 (and 6e-4) the tiny model settles on predicting [CLS] everywhere;
+        # at 3e-4 it leaves that plateau after about 300 steps.
+        c.learning_rate = 3e-4
+        c.num_epochs = 8.0
         c.batch_size = 32
         c.log_every_steps = 20
 

@@ -218,3 +218,70 @@ def test_two_processes_fine_tune_and_predict(init_checkpoint, tmp_path, free_por
     with open(tmp_path / "submission" / "SST-2.tsv") as f:
         rows = list(csv.reader(f, delimiter="\t"))
     assert len(rows) - 1 == len(read_split(tmp_path / "glue_data", "sst2", "test"))
+
+
+@pytest.fixture(scope="module")
+def squad_init_checkpoint(tmp_path_factory):
+    """A random tiny BERT with a SentencePiece vocabulary of the synthetic SQuAD text."""
+    from bert_jax.tasks import squad
+
+    root = tmp_path_factory.mktemp("squad_init")
+    data = squad.write_synthetic_squad(root / "squad", "2.0", seed=0, num_train=64, num_dev=16)
+    split = squad.read_json(data, "2.0", "train")
+    texts = [e.context for e in split.examples] + [e.question for e in split.examples]
+    tokenizer = train_sentencepiece(texts, str(root / "spm"), vocab_size=128)
+    tokenizer.save(str(root / "tokenizer"))
+    cfg = BertConfig.from_name("tiny", vocab_size=128, max_position_embeddings=128)
+    params = BertForPreTraining(cfg).init(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
+    pretrained.save(root / "ckpt", cfg, jax.device_get(params), root / "tokenizer")
+    return str(root / "ckpt")
+
+
+@pytest.mark.slow
+def test_squad_v2_on_two_processes_predicts_every_question_once(squad_init_checkpoint, tmp_path,
+                                                                 free_port):  # fmt: skip
+    """configs/squad.py end to end on two processes: the official metrics every epoch, and the
+    prediction files equal to what one process computes from the best checkpoint for every window
+    (none lost or predicted twice)."""
+    from bert_jax.config_lib import load_config
+    from bert_jax.tasks import get_family, squad
+    from bert_jax.tokenizers import load_tokenizer
+
+    cmd = [
+        sys.executable, "-m", "bert_jax.main", "--config=configs/squad.py:version=2.0,model=tiny",
+        f"--workdir={tmp_path}", f"--config.init_checkpoint={squad_init_checkpoint}",
+        "--config.synthetic_train_examples=48", "--config.synthetic_dev_examples=24",
+        "--config.max_seq_length=96", "--config.doc_stride=32", "--config.num_epochs=2",
+        "--config.batch_size=16", "--config.eval_batch_size=16",
+        f"--coordinator_address=127.0.0.1:{free_port}", "--num_processes=2",
+    ]  # fmt: skip
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    run_processes([cmd + [f"--process_id={i}"] for i in range(2)], ROOT, env)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    dev = [r for r in rows if "dev/f1" in r]
+    assert len(dev) == 2 and {"dev/HasAns_f1", "dev/NoAns_f1", "dev/best_f1"} <= set(dev[0])
+    dev_ids = [e.id for e in squad.read_json(tmp_path / "squad_data", "2.0", "dev").examples]
+    files = tmp_path / "predictions" / "dev"
+    for name in ("predictions.json", "nbest_predictions.json", "null_odds.json"):
+        assert sorted(json.loads((files / name).read_text())) == sorted(dev_ids), name
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["best/total"] == len(dev_ids)
+
+    # The same dev predictions from the best checkpoint, every window at once, in this process.
+    config = load_config([a for a in cmd[3:] if a.startswith("--config")])
+    family = get_family(config)
+    dev_split = family.load(config, str(tmp_path))["dev"]
+    features = family.featurize(
+        "dev", dev_split, load_tokenizer(str(tmp_path / "tokenizer")), config
+    )
+    cfg, params = pretrained.load(tmp_path / "best")
+    outputs = family.outputs(family.model(cfg), params, features.arrays)
+    scores, write = family.evaluate("dev", dev_split, features, jax.device_get(outputs))
+    write(str(tmp_path / "one_process"))
+    for name in ("predictions.json", "null_odds.json"):
+        expected = json.loads((tmp_path / "one_process" / name).read_text())
+        got = json.loads((files / name).read_text())
+        assert got.keys() == expected.keys()
+        for qid, value in expected.items():
+            assert got[qid] == pytest.approx(value, abs=1e-4), (name, qid)
+    assert results["best/f1"] == pytest.approx(scores["dev/f1"], abs=1e-6)

@@ -54,7 +54,11 @@ class SpanExtraction:
             data_dir = os.path.join(workdir, "squad_data")
             if jax.process_index() == 0 and not os.path.exists(data_dir):
                 squad.write_synthetic_squad(
-                    data_dir + ".tmp", version, config.seed, config.synthetic_train_examples
+                    data_dir + ".tmp",
+                    version,
+                    config.seed,
+                    config.synthetic_train_examples,
+                    config.synthetic_dev_examples,
                 )
                 os.replace(data_dir + ".tmp", data_dir)
             multihost_utils.sync_global_devices("synthetic SQuAD written")
