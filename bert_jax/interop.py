@@ -9,9 +9,11 @@ Usage::
     from bert_jax import interop
     from bert_jax.models.heads import BertForPreTraining
 
-    cfg, params = interop.load_hf("path/to/bert-base-uncased")  # config.json + model.safetensors
+    cfg, params = interop.load_hf("path/to/bert-base-uncased")  # any layout transformers writes
+    tok = interop.load_hf_tokenizer("path/to/bert-base-uncased")  # tokenizer.json or vocab.txt
+    pooling = interop.load_sentence_pooling("all-MiniLM-L6-v2/")  # sentence-transformers, or None
     out = BertForPreTraining(cfg).apply({"params": params}, input_ids, deterministic=True)
-    interop.save_hf(cfg, params, "exported/")  # loads with transformers.BertForPreTraining
+    interop.save_hf(cfg, params, "exported/", tokenizer=tok)  # AutoTokenizer + AutoModel* load it
     cfg, params = interop.load_tf("uncased_L-12_H-768_A-12/bert_model.ckpt",
                                   "uncased_L-12_H-768_A-12/bert_config.json")
 
@@ -24,11 +26,12 @@ except the NSP and GLUE classifier ``output_weights``, which are ``[out, in]``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from bert_jax import tokenizers
 from bert_jax.models.bert import BertConfig, to_layer_layout
 from bert_jax.models.heads import BertForPreTraining
+from bert_jax.pretrained import Pooling
 
 Path_ = tuple[str, ...]
 _log = logging.getLogger(__name__)
@@ -321,8 +326,15 @@ def _assemble(
 
 
 def _fresh(cfg: BertConfig, groups: Iterable[str], seed: int) -> dict[Path_, np.ndarray]:
-    """The model's own initialisation of ``groups``; jit prunes the rest of the computation."""
-    groups = tuple(groups)
+    """The model's own initialisation of ``groups``."""
+    init = _fresh_init(cfg, tuple(groups))
+    return {tuple(k.split("/")): np.asarray(v) for k, v in init(jax.random.key(seed)).items()}
+
+
+@functools.cache
+def _fresh_init(cfg: BertConfig, groups: tuple[str, ...]) -> Callable[[jax.Array], dict]:
+    """The model's init, jitted so that only ``groups`` are computed (jit prunes the rest); kept,
+    as compiling it takes seconds and a session may load several checkpoints of one shape."""
 
     @jax.jit
     def init(key):
@@ -330,36 +342,85 @@ def _fresh(cfg: BertConfig, groups: Iterable[str], seed: int) -> dict[Path_, np.
         flat = traverse_util.flatten_dict(nn.unbox(variables["params"]))
         return {"/".join(k): v for k, v in flat.items() if _group_of(k) in groups}
 
-    return {tuple(k.split("/")): np.asarray(v) for k, v in init(jax.random.key(seed)).items()}
+    return init
 
 
 # ---------------------------------------------------------------------------------- Hugging Face
 
+# Where a Hugging Face directory keeps its weights, in the order they are looked for; an
+# ".index.json" names the shards (its "weight_map": variable -> file).
+_HF_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def _hf_weight_files(path: Path) -> list[Path]:
+    for name in _HF_WEIGHTS:
+        file = path / name
+        if not file.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return [file]
+        weight_map = _read_json(file, "shard index").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{file} has no 'weight_map' (variable -> shard file); fix the file.")
+        shards = sorted({path / f for f in weight_map.values()})
+        missing = [f.name for f in shards if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{file} names shards {missing} that are not in {path}; download every shard."
+            )
+        return shards
+    raise FileNotFoundError(f"{path} has none of {list(_HF_WEIGHTS)}: no weights to load.")
+
+
+def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    # framework="flax" (jax) reads bfloat16 too, which numpy's loader rejects.
+    with safe_open(file, framework="flax") as f:
+        return {k: np.asarray(f.get_tensor(k), np.float32) for k in f.keys()}  # noqa: SIM118
+
+
+def _read_torch_pickle(file: Path) -> dict[str, np.ndarray]:
+    """A ``pytorch_model.bin`` state dict, unpickled with ``weights_only=True``: a pickle that
+    would build anything but tensors (and so could run code) is refused, never executed."""
+    import pickle
+
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{file} is a PyTorch pickle; reading it needs torch (pip install torch). Or, where "
+            "torch is installed, re-save the model with save_pretrained(dir) (safetensors)."
+        ) from e
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        reason = next((line for line in lines if "GLOBAL" in line), lines[-1] if lines else "")
+        raise ValueError(
+            f"Refusing {file}: it is not a plain state dict of tensors, and unpickling it could "
+            f"run code it contains ({reason}). Get the weights as model.safetensors, or, only if "
+            "you trust where the file came from, load it in PyTorch yourself and save its state "
+            "dict with safetensors."
+        ) from e
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ValueError(f"{file} is not a state dict (variable name -> tensor).")
+    return {k: v.float().numpy() for k, v in state.items()}
+
 
 def _read_hf_tensors(path: Path) -> dict[str, np.ndarray]:
-    single, index = path / "model.safetensors", path / "model.safetensors.index.json"
-    if single.is_file() or index.is_file():
-        from safetensors import safe_open
-
-        files = (
-            [single]
-            if single.is_file()
-            else sorted({path / f for f in _read_json(index, "index")["weight_map"].values()})
-        )
-        tensors = {}
-        for file in files:
-            # framework="flax" (jax) reads bfloat16 too, which numpy's loader rejects.
-            with safe_open(file, framework="flax") as f:
-                tensors |= {k: np.asarray(f.get_tensor(k), np.float32) for k in f.keys()}  # noqa: SIM118
-        return tensors
-    if (path / "pytorch_model.bin").is_file():
-        import torch
-
-        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        return {k: v.float().numpy() for k, v in state.items()}
-    raise FileNotFoundError(
-        f"{path} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin."
-    )
+    tensors: dict[str, np.ndarray] = {}
+    for file in _hf_weight_files(path):
+        read = _read_safetensors if file.suffix == ".safetensors" else _read_torch_pickle
+        tensors |= read(file)
+    return tensors
 
 
 def _normalise_hf_keys(tensors: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
@@ -394,23 +455,195 @@ def _normalise_hf_keys(tensors: dict[str, np.ndarray], source: str) -> dict[str,
     return out
 
 
-def load_hf(path: str | os.PathLike, *, seed: int = 0) -> tuple[BertConfig, dict[str, Any]]:
-    """Loads a Hugging Face BERT directory (config.json + model.safetensors or pytorch_model.bin).
+# ---------------------------------------------------------------------- sentence-transformers
 
-    BertModel, BertForPreTraining, BertForMaskedLM, BertForSequenceClassification and
-    BertForQuestionAnswering checkpoints are accepted. Returns the config and a float32
-    BertForPreTraining parameter tree, plus ``"classifier"`` or ``"qa_outputs"`` when the
-    checkpoint has one; the pooler / MLM / NSP heads a checkpoint lacks are initialised afresh
-    from ``seed`` (and named in one warning).
+
+def _sentence_transformers_modules(path: Path) -> list[dict[str, Any]] | None:
+    """The entries of a sentence-transformers ``modules.json`` in order, each with its "kind"
+    (the class name: Transformer, Pooling, Normalize, ...); None for a plain directory."""
+    file = path / "modules.json"
+    if not file.is_file():
+        return None
+    with file.open() as f:
+        modules = json.load(f)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ValueError(f"{file} is not a list of modules; fix the file.")
+    modules = sorted(modules, key=lambda m: m.get("idx", 0))
+    return [m | {"kind": str(m.get("type", "")).rsplit(".", 1)[-1]} for m in modules]
+
+
+def _model_dir(path: Path) -> Path:
+    """Where config.json, the weights and the tokenizer are: ``path``, or in a
+    sentence-transformers directory the folder of its Transformer module (often ``path``)."""
+    modules = _sentence_transformers_modules(path)
+    if modules is None:
+        return path
+    encoders = [m for m in modules if m["kind"] == "Transformer"]
+    if len(encoders) != 1:
+        raise ValueError(
+            f"{path / 'modules.json'} lists {len(encoders)} Transformer modules; bert_jax reads "
+            "sentence-transformers models with exactly one."
+        )
+    return path / encoders[0].get("path", "")
+
+
+# sentence-transformers' Pooling config field -> bert_jax's Pooling mode, in POOLING_MODES order.
+_ST_POOLING_MODES = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+}
+
+
+def load_sentence_pooling(path: str | os.PathLike) -> Pooling | None:
+    """The pooling of a sentence-transformers directory (``modules.json``), or None without one.
+
+    Transformer -> Pooling (cls / max / mean, or several, concatenated) -> optional Normalize is
+    reproduced; any other module (Dense, LayerNorm, ...) or pooling mode (weighted mean, last
+    token, mean_sqrt_len) is refused by name, since the embeddings would differ.
+
+    >>> load_sentence_pooling("all-MiniLM-L6-v2/")  # doctest: +SKIP
+    Pooling(modes=('mean',), normalize=True, max_seq_length=256)
+    """
+    path = Path(path)
+    modules = _sentence_transformers_modules(path)
+    if modules is None:
+        return None
+    kinds = [m["kind"] for m in modules]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise ValueError(
+            f"{path / 'modules.json'} has the modules {kinds}; bert_jax reproduces Transformer "
+            "-> Pooling [-> Normalize] only, so its sentence embeddings would differ. Load the "
+            "BERT alone with interop.load_hf."
+        )
+    pooling_file = path / modules[1].get("path", "") / "config.json"
+    config = _read_json(pooling_file, "sentence-transformers Pooling config")
+    unsupported = sorted(
+        k
+        for k, v in config.items()
+        if k.startswith("pooling_mode_") and v and k not in _ST_POOLING_MODES
+    )
+    if unsupported:
+        raise ValueError(
+            f"{pooling_file}: {unsupported} is set; bert_jax pools with "
+            f"{sorted(_ST_POOLING_MODES)} only."
+        )
+    modes = [mode for k, mode in _ST_POOLING_MODES.items() if config.get(k)]
+    if not modes:
+        raise ValueError(f"{pooling_file} sets none of {sorted(_ST_POOLING_MODES)}; fix the file.")
+    st_config = _model_dir(path) / "sentence_bert_config.json"
+    max_seq_length = None
+    if st_config.is_file():
+        max_seq_length = _read_json(st_config, "sentence-bert config").get("max_seq_length")
+    return Pooling(tuple(modes), kinds[-1] == "Normalize", max_seq_length)
+
+
+# ------------------------------------------------------------------------ Hugging Face import
+
+
+def load_hf(path: str | os.PathLike, *, seed: int = 0) -> tuple[BertConfig, dict[str, Any]]:
+    """Loads a Hugging Face BERT directory: config.json and the weights, in any of the layouts
+    transformers writes.
+
+    Weights: ``model.safetensors``, sharded safetensors (``model.safetensors.index.json``),
+    ``pytorch_model.bin`` or sharded ``pytorch_model.bin.index.json``; pickles are read with
+    ``torch.load(weights_only=True)``, and one holding anything but tensors is refused. A
+    sentence-transformers directory (``modules.json``) is read from its Transformer module's
+    folder (its pooling: :func:`load_sentence_pooling`).
+
+    BertModel, BertForPreTraining, BertForMaskedLM, BertForSequenceClassification,
+    BertForQuestionAnswering, BertForMultipleChoice and BertForTokenClassification checkpoints
+    are accepted, with or without the ``bert.`` prefix. Returns the config and a float32
+    BertForPreTraining parameter tree, plus ``"classifier"`` (sequence / token classification,
+    multiple choice: ``[hidden, labels]``) or ``"qa_outputs"`` when the checkpoint has one; the
+    pooler / MLM / NSP heads a checkpoint lacks are initialised afresh from ``seed`` (and named
+    in one warning).
 
     >>> cfg, params = load_hf("bert-base-uncased/")  # doctest: +SKIP
     >>> params["bert"]["layer_0"]["attention"]["query"]["kernel"].shape  # doctest: +SKIP
     (768, 12, 64)
     """
-    path = Path(path)
+    path = _model_dir(Path(path))
     cfg = _hf_config(path)
     tensors = _normalise_hf_keys(_read_hf_tensors(path), str(path))
     return cfg, _assemble(cfg, tensors, lambda p: p.hf, lambda p: p.kernel, str(path), seed)
+
+
+def load_hf_tokenizer(
+    path: str | os.PathLike,
+    *,
+    vocab_file: str | os.PathLike | None = None,
+    lower_case: bool | None = None,
+) -> tokenizers.WordPiece:
+    """The WordPiece tokenizer of a Hugging Face (or sentence-transformers) directory, giving the
+    ids ``transformers.AutoTokenizer`` gives.
+
+    Reads ``tokenizer.json`` if present (what AutoTokenizer loads), else ``vocab.txt`` (also the
+    original TF release's layout); ``vocab_file`` overrides both. As AutoTokenizer does for BERT,
+    ``tokenizer_config.json``'s ``do_lower_case`` / ``strip_accents`` / ``tokenize_chinese_chars``
+    (BertTokenizer's defaults True / None / True where unstated) decide the normalisation; a
+    sentence-transformers ``do_lower_case`` lower-cases the text first; ``lower_case`` overrides
+    it all (accent stripping then follows it).
+
+    >>> tok = load_hf_tokenizer("all-MiniLM-L6-v2/")  # doctest: +SKIP
+    >>> tok = load_hf_tokenizer("cased_L-12_H-768_A-12/", lower_case=False)  # doctest: +SKIP
+    """
+    path = _model_dir(Path(path))
+    config_file = path / "tokenizer_config.json"
+    config = _read_json(config_file, "tokenizer config") if config_file.is_file() else {}
+    options = dict(
+        lower_case=bool(config.get("do_lower_case", True)),
+        strip_accents=config.get("strip_accents"),
+        tokenize_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+    )
+    if vocab_file is None and (path / "tokenizer.json").is_file():
+        tokenizer = tokenizers.from_hf_tokenizer_json(path / "tokenizer.json")
+        # BertTokenizerFast rebuilds the normaliser from these arguments; another tokenizer
+        # class (e.g. PreTrainedTokenizerFast) runs the file as it is.
+        if config.get("tokenizer_class") in (None, "BertTokenizer", "BertTokenizerFast"):
+            tokenizer = tokenizer.replace(**options)
+    else:
+        vocab = Path(vocab_file) if vocab_file is not None else path / tokenizers.VOCAB_NAME
+        if not vocab.is_file():
+            raise FileNotFoundError(
+                f"No tokenizer: {vocab} does not exist and {path} has no tokenizer.json. Pass "
+                "the vocabulary (--vocab=PATH/vocab.txt, or vocab_file=)."
+            )
+        tokenizer = tokenizers.WordPiece(vocab, **options)
+    st_config = path / "sentence_bert_config.json"
+    if st_config.is_file() and _read_json(st_config, "sentence-bert config").get("do_lower_case"):
+        tokenizer = tokenizer.replace(lower_case=True)  # str.lower() before the tokenizer
+    if lower_case is not None:
+        tokenizer = tokenizer.replace(lower_case=lower_case, strip_accents=None)
+    return tokenizer
+
+
+# ------------------------------------------------------------------------ Hugging Face export
+
+# The transformers classes save_hf writes, and the parameter groups each holds beside the
+# encoder (HF's BertForMaskedLM, BertForTokenClassification and BertForQuestionAnswering have
+# no pooler).
+ARCHITECTURES: dict[str, tuple[str, ...]] = {
+    "BertModel": ("pooler",),
+    "BertForPreTraining": ("pooler", "mlm_head", "nsp_head"),
+    "BertForMaskedLM": ("mlm_head",),
+    "BertForSequenceClassification": ("pooler", "classifier"),
+    "BertForMultipleChoice": ("pooler", "classifier"),
+    "BertForTokenClassification": ("classifier",),
+    "BertForQuestionAnswering": ("qa_outputs",),
+}
+# Whose "classifier" scores labels (config.json's id2label); multiple choice scores choices.
+_LABELLED = ("BertForSequenceClassification", "BertForTokenClassification")
+
+
+def _default_architecture(groups: set[str]) -> str:
+    if "mlm_head" in groups:
+        return "BertForPreTraining" if "nsp_head" in groups else "BertForMaskedLM"
+    if "classifier" in groups:
+        return "BertForSequenceClassification"
+    if "qa_outputs" in groups:
+        return "BertForQuestionAnswering"
+    return "BertModel"
 
 
 def hf_config_fields(model_config: BertConfig) -> dict[str, Any]:
@@ -428,22 +661,68 @@ def hf_config_fields(model_config: BertConfig) -> dict[str, Any]:
     }
 
 
+def _hf_model_json(
+    model_config: BertConfig,
+    architecture: str,
+    classifier_width: int | None,
+    label_names: Sequence[str] | None,
+) -> dict[str, Any]:
+    """config.json for ``architecture``, with its labels (checked against the classifier)."""
+    config = {
+        "architectures": [architecture],
+        **hf_config_fields(model_config),
+        "torch_dtype": "float32",
+    }
+    if architecture == "BertForMultipleChoice" and classifier_width != 1:
+        raise ValueError(
+            f"A BertForMultipleChoice scores each choice with one output; params' classifier has "
+            f"{classifier_width}. Is it a BertForSequenceClassification?"
+        )
+    if label_names is None:
+        if architecture in _LABELLED:
+            config["num_labels"] = classifier_width
+        return config
+    if architecture not in _LABELLED:
+        raise ValueError(f"label_names is for {list(_LABELLED)}, not {architecture}.")
+    names = [str(name) for name in label_names]
+    if len(names) != classifier_width or len(set(names)) != len(names):
+        raise ValueError(
+            f"label_names={names}: the classifier has {classifier_width} labels; give one "
+            "distinct name for each, in label-id order."
+        )
+    # transformers counts the labels from id2label (no num_labels, as its own save writes).
+    config["id2label"] = dict(enumerate(names))
+    config["label2id"] = {name: i for i, name in enumerate(names)}
+    return config
+
+
 def save_hf(
     model_config: BertConfig,
     params: Mapping[str, Any],
     path: str | os.PathLike,
     *,
+    tokenizer: tokenizers.Tokenizer | None,
+    architecture: str | None = None,
+    label_names: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Writes ``params`` as a Hugging Face checkpoint: model.safetensors (float32) + config.json.
+    """Writes a Hugging Face directory that transformers loads whole: model.safetensors (float32),
+    config.json and, from ``tokenizer``, vocab.txt, tokenizer.json, tokenizer_config.json and
+    special_tokens_map.json (:func:`bert_jax.tokenizers.hf_tokenizer_files`; SentencePiece
+    tokenizers are refused there). ``tokenizer=None`` writes the weights alone.
 
-    A BertForPreTraining tree loads with ``transformers.BertForPreTraining.from_pretrained(path)``;
-    a tree with ``"classifier"`` and no MLM head is written as a BertForSequenceClassification,
-    one with ``"qa_outputs"`` (the span head) as a BertForQuestionAnswering (without the pooler,
-    which that class does not have).
+    ``architecture`` is one of :data:`ARCHITECTURES`; by default a tree with MLM and NSP heads is a
+    BertForPreTraining (MLM alone: BertForMaskedLM), with ``"classifier"`` a
+    BertForSequenceClassification, with ``"qa_outputs"`` a BertForQuestionAnswering, else a
+    BertModel. bert_jax's BertForMultipleChoice and BertForTokenClassification trees hold a
+    ``"classifier"`` too: name their architecture. Groups the class has no place for are left
+    out (logged), so a pretraining tree can be exported as a BertModel. ``label_names`` (index =
+    label id) become config.json's ``id2label`` / ``label2id`` for the classification classes.
 
-    >>> save_hf(cfg, params, "exported/")  # doctest: +SKIP
-    >>> transformers.BertForPreTraining.from_pretrained("exported/")  # doctest: +SKIP
+    >>> save_hf(cfg, params, "exported/", tokenizer=tok)  # doctest: +SKIP
+    >>> transformers.AutoModelForPreTraining.from_pretrained("exported/")  # doctest: +SKIP
+    >>> save_hf(cfg, {"bert": ..., "classifier": ...}, "ner/", tokenizer=tok,
+    ...         architecture="BertForTokenClassification", label_names=["O", "B-PER", "I-PER"])
     """
     from safetensors.numpy import save_file
 
@@ -452,39 +731,54 @@ def save_hf(
         raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to replace it.")
     params = to_layer_layout(nn.unbox(dict(params)), scan_layers=False)
     flat = traverse_util.flatten_dict(jax.device_get(params))
-    if "qa_outputs" in params:  # BertForQuestionAnswering has no pooler; ours is unused there
-        flat = {k: v for k, v in flat.items() if _group_of(k) != "pooler"}
-    table = [p for p in _param_table(model_config.num_layers) if p.path in flat]
-    unexpected = sorted("/".join(k) for k in set(flat) - {p.path for p in table})
+    full_table = _param_table(model_config.num_layers)
+    unexpected = sorted("/".join(k) for k in set(flat) - {p.path for p in full_table})
     if unexpected:
         raise ValueError(f"params has entries with no Hugging Face name: {unexpected}.")
-    missing = [
-        "/".join(p.path)
-        for p in _param_table(model_config.num_layers)
-        if p.group == "encoder" and p.path not in flat
-    ]
+    missing = ["/".join(p.path) for p in full_table if p.group == "encoder" and p.path not in flat]
     if missing:
         raise ValueError(f"params lacks encoder entries {missing}.")
-    tensors = {p.hf: _export_hf(p, np.asarray(flat[p.path], np.float32)) for p in table}
 
-    has = {p.group for p in table}
-    architecture = "BertForPreTraining"
-    if "mlm_head" not in has and "classifier" in has:
-        architecture = "BertForSequenceClassification"
-    elif "mlm_head" not in has and "qa_outputs" in has:
-        architecture = "BertForQuestionAnswering"
-    config = {
-        "architectures": [architecture],
-        **hf_config_fields(model_config),
-        "torch_dtype": "float32",
-    }
-    if "classifier" in has:
-        config["num_labels"] = int(flat["classifier", "bias"].shape[0])
+    has = {_group_of(k) for k in flat}
+    architecture = architecture or _default_architecture(has)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture={architecture!r}; choose one of {list(ARCHITECTURES)}.")
+    lacking = [g for g in ARCHITECTURES[architecture] if g not in has]
+    if lacking:
+        raise ValueError(
+            f"A {architecture} needs params{lacking}, which this tree lacks; pass the "
+            f"architecture its heads make (one of {list(ARCHITECTURES)})."
+        )
+    keep = {"encoder", *ARCHITECTURES[architecture]}
+    if has - keep:
+        _log.info("%s has no place for %s; leaving them out.", architecture, sorted(has - keep))
+    table = [p for p in full_table if p.path in flat and p.group in keep]
+
+    width = int(flat["classifier", "bias"].shape[0]) if "classifier" in keep else None
+    config = _hf_model_json(model_config, architecture, width, label_names)
+
+    # The tokenizer's files first: a tokenizer that cannot be exported leaves nothing written.
+    tokenizer_files = {}
+    if tokenizer is not None:
+        tokenizer_files = tokenizers.hf_tokenizer_files(
+            tokenizer, model_max_length=model_config.max_position_embeddings
+        )
+        config["pad_token_id"] = tokenizer.pad_id
+    else:
+        _log.info("No tokenizer given: %s holds the weights alone.", path)
+
+    # A bare BertModel's keys have no "bert." prefix (what BertModel.save_pretrained writes).
+    def name(p: _Param) -> str:
+        return p.hf.removeprefix("bert.") if architecture == "BertModel" else p.hf
+
+    tensors = {name(p): _export_hf(p, np.asarray(flat[p.path], np.float32)) for p in table}
     path.mkdir(parents=True, exist_ok=True)
     # transformers refuses safetensors files without format metadata.
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
     with (path / "config.json").open("w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
+    for file_name, text in tokenizer_files.items():
+        (path / file_name).write_text(text, encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------ original TF

@@ -10,8 +10,10 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import flax.linen as nn
@@ -25,13 +27,17 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from safetensors.numpy import load_file, save_file
 
-from bert_jax import convert, interop, pretrained, tokenizers
+from bert_jax import checkpoints, convert, interop, pretrained, tokenizers
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import (
+    BertForMultipleChoice,
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
+    BertForTokenClassification,
+    PreTrainingOutput,
 )
+from bert_jax.tokenizers import from_hf_tokenizer_json
 
 ATOL = 1e-4
 
@@ -239,7 +245,7 @@ def test_load_hf_sequence_classification(hf_case, tmp_path):
 
     # A fine-tuned tree (encoder + classifier) exports as a BertForSequenceClassification.
     fine_tuned = {"bert": params["bert"], "classifier": params["classifier"]}
-    interop.save_hf(cfg, fine_tuned, tmp_path / "exported")
+    interop.save_hf(cfg, fine_tuned, tmp_path / "exported", tokenizer=None)
     exported, info = transformers.BertForSequenceClassification.from_pretrained(
         tmp_path / "exported", output_loading_info=True
     )
@@ -260,13 +266,12 @@ def test_load_hf_question_answering_and_export(hf_case, tmp_path):
     with torch.no_grad():
         out = model(**torch_inputs(hf_case.batch))
     span_params = {"bert": params["bert"], "qa_outputs": params["qa_outputs"]}
-    apply = jax.jit(functools.partial(BertForQuestionAnswering(cfg).apply, deterministic=True))
-    start, end = apply({"params": span_params}, **hf_case.batch)
+    start, end = jax_head_outputs(BertForQuestionAnswering(cfg), span_params, hf_case.batch)
     np.testing.assert_allclose(start, out.start_logits.numpy(), atol=ATOL, rtol=0)
     np.testing.assert_allclose(end, out.end_logits.numpy(), atol=ATOL, rtol=0)
 
     # A fine-tuned span tree exports as a BertForQuestionAnswering that loads whole.
-    interop.save_hf(cfg, span_params, tmp_path / "exported")
+    interop.save_hf(cfg, span_params, tmp_path / "exported", tokenizer=None)
     exported, info = transformers.BertForQuestionAnswering.from_pretrained(
         tmp_path / "exported", output_loading_info=True
     )
@@ -277,11 +282,21 @@ def test_load_hf_question_answering_and_export(hf_case, tmp_path):
     np.testing.assert_allclose(again.end_logits.numpy(), out.end_logits.numpy(), atol=ATOL)
 
 
+@functools.cache
+def _jitted_head(module: nn.Module):
+    return jax.jit(functools.partial(module.apply, deterministic=True))
+
+
+def jax_head_outputs(module: nn.Module, params, batch):
+    """``module``'s outputs (numpy) on ``params`` (the encoder and the head's group)."""
+    out = _jitted_head(module)({"params": params}, **batch)
+    return jax.tree.map(np.asarray, out)
+
+
 def jax_classifier_logits(cfg: BertConfig, params, batch) -> np.ndarray:
     model = BertForSequenceClassification(cfg, num_labels=params["classifier"]["bias"].shape[0])
-    apply = jax.jit(functools.partial(model.apply, deterministic=True))
     classifier_params = {"bert": params["bert"], "classifier": params["classifier"]}
-    return np.asarray(apply({"params": classifier_params}, **batch))
+    return jax_head_outputs(model, classifier_params, batch)
 
 
 # ------------------------------------------------------------------------------------ save_hf
@@ -304,7 +319,7 @@ def random_bert_jax_params(cfg: BertConfig, seed: int):
 def test_save_hf_loads_in_transformers(hf_case, tmp_path):
     cfg, _ = interop.load_hf(hf_case.path)  # the same config, with our field names
     params = random_bert_jax_params(cfg, seed=3)
-    interop.save_hf(cfg, params, tmp_path / "exported")
+    interop.save_hf(cfg, params, tmp_path / "exported", tokenizer=None)
 
     model, info = transformers.BertForPreTraining.from_pretrained(
         tmp_path / "exported", output_loading_info=True
@@ -321,8 +336,8 @@ def test_save_hf_refuses_non_empty_directory(tmp_path):
     params = random_bert_jax_params(cfg, seed=0)
     (tmp_path / "keep.txt").write_text("precious")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        interop.save_hf(cfg, params, tmp_path)
-    interop.save_hf(cfg, params, tmp_path, overwrite=True)
+        interop.save_hf(cfg, params, tmp_path, tokenizer=None)
+    interop.save_hf(cfg, params, tmp_path, tokenizer=None, overwrite=True)
     assert (tmp_path / "model.safetensors").exists()
 
 
@@ -331,7 +346,7 @@ def test_save_hf_rejects_unknown_entries(tmp_path):
     params = random_bert_jax_params(cfg, seed=0)
     params["extra_head"] = {"kernel": np.zeros((16, 2), np.float32)}
     with pytest.raises(ValueError, match="extra_head/kernel"):
-        interop.save_hf(cfg, params, tmp_path / "out")
+        interop.save_hf(cfg, params, tmp_path / "out", tokenizer=None)
 
 
 # ------------------------------------------------------------------------- load_hf bad inputs
@@ -563,3 +578,504 @@ def test_pretrained_names_what_is_missing(tmp_path):
     (tmp_path / "model_config.json").write_text(json.dumps({"hidden_size": 16, "num_heads": 2}))
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "params"))):
         pretrained.load(tmp_path)
+
+
+# ------------------------------------------------------------- real layouts, as researchers have
+# them: each built by transformers / torch from one tiny random model and vocabulary.
+
+TINY = HF_CONFIGS["h64_gelu"]  # its BertForPreTraining is compiled above already
+LENGTH = 16  # make_batch's: the same shapes reuse the compiled functions
+# Accents, CJK, punctuation, and words whose case matters.
+TEXTS = [
+    "Hello, World! Café naïve RÉSUMÉ.",
+    "中文字符 and 日本語 (mixed)!",
+    "The Quick fox; it's über-cool?",
+]
+
+
+def write_tiny_vocab(path: Path) -> Path:
+    """Fewer than TINY's 211 tokens: every character of TEXTS is known, some words whole."""
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    letters += [c.upper() for c in letters] + list("éÉïüÜ")
+    tokens = [*tokenizers.SPECIAL_TOKENS, *(c for c in "!\"'(),-.:;?")]
+    tokens += letters + ["##" + c for c in letters] + list("中文字符日本語")
+    tokens += ["hello", "Hello", "world", "World", "café", "cafe", "the", "The", "##ing", "##es"]
+    assert len(set(tokens)) == len(tokens)
+    assert len(tokens) <= TINY["vocab_size"]
+    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> HFCase:
+    return build_case(TINY, tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def tiny_vocab(tmp_path_factory) -> Path:
+    return write_tiny_vocab(tmp_path_factory.mktemp("tiny_vocab") / "vocab.txt")
+
+
+def write_fast_tokenizer(vocab: Path, directory: Path, **options) -> None:
+    """What a newer hub upload has: transformers' tokenizer.json (and config), no vocab.txt."""
+    transformers.BertTokenizerFast(vocab_file=str(vocab), **options).save_pretrained(directory)
+    (directory / "vocab.txt").unlink()
+
+
+def text_batch(tokenizer: tokenizers.Tokenizer, texts=TEXTS) -> dict[str, np.ndarray]:
+    """``texts`` encoded by a bert_jax tokenizer, padded to LENGTH."""
+    batch = {k: np.zeros((len(texts), LENGTH), np.int64) for k in make_batch(TINY)}
+    for row, text in enumerate(texts):
+        ids, type_ids = tokenizer.encode_pair(tokenizer.encode(text), None, LENGTH)
+        batch["input_ids"][row, : len(ids)] = ids
+        batch["token_type_ids"][row, : len(ids)] = type_ids
+        batch["attention_mask"][row, : len(ids)] = 1
+    return batch
+
+
+def assert_same_ids(ours: tokenizers.Tokenizer, directory: Path, use_fast: bool = True) -> None:
+    theirs = transformers.AutoTokenizer.from_pretrained(directory, use_fast=use_fast)
+    assert theirs.is_fast == use_fast
+    expected = [theirs.encode(t, add_special_tokens=False) for t in TEXTS]
+    assert [ours.encode(t) for t in TEXTS] == expected
+    assert ours.unk_id not in sum(expected, [])  # every character known: a real comparison
+
+
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
+def test_load_hf_reads_sharded_checkpoints(tiny, tmp_path, safe):
+    tiny.model.save_pretrained(tmp_path, safe_serialization=safe, max_shard_size="40KB")
+    index = tmp_path / ("model.safetensors.index.json" if safe else "pytorch_model.bin.index.json")
+    shards = set(json.loads(index.read_text())["weight_map"].values())
+    assert len(shards) > 2
+    cfg, params = interop.load_hf(tmp_path)
+    assert_outputs_close(jax_pretraining_outputs(cfg, params, tiny.batch), tiny.expected)
+
+    (tmp_path / sorted(shards)[1]).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{re.escape(sorted(shards)[1])}.*every shard"):
+        interop.load_hf(tmp_path)
+
+
+class _RunsCode:
+    """Unpickling this runs ``touch marker``: what a malicious pytorch_model.bin can hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_load_hf_refuses_a_pickle_that_runs_code(tiny, tmp_path):
+    marker = tmp_path / "code_ran"
+    state = dict(tiny.model.state_dict()) | {"cls.payload": _RunsCode(marker)}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    shutil.copy(Path(tiny.path) / "config.json", tmp_path)
+    bin_file = re.escape(str(tmp_path / "pytorch_model.bin"))
+    with pytest.raises(ValueError, match=f"Refusing {bin_file}: .*could run code.*system"):
+        interop.load_hf(tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("lower", [True, False], ids=["uncased", "cased"])
+def test_load_hf_tokenizer_from_tokenizer_json_alone(tiny_vocab, tmp_path, lower):
+    write_fast_tokenizer(tiny_vocab, tmp_path, do_lower_case=lower)
+    tokenizer = interop.load_hf_tokenizer(tmp_path)
+    assert tokenizer.lower_case == lower and tokenizer.max_chars_per_word == 100
+    assert_same_ids(tokenizer, tmp_path)
+
+
+def test_load_hf_tokenizer_follows_autotokenizer(tiny_vocab, tmp_path):
+    """transformers rebuilds a BERT tokenizer.json's normaliser from tokenizer_config.json, with
+    do_lower_case=True where unstated; so does bert_jax. The slow tokenizer reads vocab.txt."""
+    write_fast_tokenizer(tiny_vocab, tmp_path, do_lower_case=False)
+    (tmp_path / "tokenizer_config.json").unlink()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))  # a model's
+    tokenizer = interop.load_hf_tokenizer(tmp_path)
+    assert (
+        tokenizer.lower_case and not from_hf_tokenizer_json(tmp_path / "tokenizer.json").lower_case
+    )
+    assert_same_ids(tokenizer, tmp_path)
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    shutil.copy(tiny_vocab, slow)
+    shutil.copy(tmp_path / "config.json", slow)
+    (slow / "tokenizer_config.json").write_text(
+        json.dumps({"do_lower_case": True, "strip_accents": False})
+    )
+    tokenizer = interop.load_hf_tokenizer(slow)
+    assert tokenizer.lower_case and not tokenizer.strip_accents
+    assert_same_ids(tokenizer, slow, use_fast=False)
+    assert not interop.load_hf_tokenizer(slow, lower_case=False).lower_case
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty has no tokenizer.json.*--vocab"):
+        interop.load_hf_tokenizer(tmp_path / "empty")
+
+
+# --------------------------------------------------------------------- sentence-transformers
+
+
+def sentence_transformers_pool(states, mask, modes, normalize) -> np.ndarray:
+    """sentence-transformers' Pooling (cls, max, mean concatenated in that order) and Normalize,
+    as its models/Pooling.py and Normalize.py compute them."""
+    states, mask = torch.from_numpy(states), torch.from_numpy(mask).unsqueeze(-1).float()
+    pooled = []
+    if "cls" in modes:
+        pooled.append(states[:, 0])
+    if "max" in modes:
+        pooled.append(states.masked_fill(mask == 0, -1e9).max(dim=1).values)
+    if "mean" in modes:
+        pooled.append((states * mask).sum(1) / mask.sum(1).clamp(min=1e-9))
+    out = torch.cat(pooled, dim=1)
+    return (torch.nn.functional.normalize(out, p=2, dim=1) if normalize else out).numpy()
+
+
+def write_sentence_transformers(
+    root: Path,
+    encoder: transformers.BertModel,
+    vocab: Path,
+    subfolder: str,
+    modes: tuple[str, ...],
+    normalize: bool,
+    **pooling_fields: bool,
+) -> Path:
+    """A sentence-transformers directory as its save() writes one, without the library: the
+    Transformer module in ``root / subfolder`` (tokenizer.json only), Pooling with ``modes``
+    (and ``pooling_fields``), then Normalize if ``normalize``. Returns the module's folder."""
+    model_dir = root / subfolder
+    encoder.save_pretrained(model_dir)
+    write_fast_tokenizer(vocab, model_dir, do_lower_case=True)
+    (model_dir / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": LENGTH, "do_lower_case": False})
+    )
+    kinds = [(subfolder, "Transformer"), ("1_Pooling", "Pooling")]
+    kinds += [("2_Normalize", "Normalize")] if normalize else []
+    modules = [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(kinds)
+    ]
+    (root / "modules.json").write_text(json.dumps(modules))
+    (root / "1_Pooling").mkdir()
+    config = {
+        "word_embedding_dimension": encoder.config.hidden_size,
+        "pooling_mode_cls_token": "cls" in modes,
+        "pooling_mode_mean_tokens": "mean" in modes,
+        "pooling_mode_max_tokens": "max" in modes,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        **pooling_fields,
+    }
+    (root / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    return model_dir
+
+
+# The Transformer module's folder, the pooling modes, and whether Normalize follows.
+ST_LAYOUTS = {
+    "minilm": ("", ("mean",), True),  # all-MiniLM-L6-v2's
+    "subfolder_cls": ("0_Transformer", ("cls",), False),
+    "cls_max_mean": ("", ("cls", "max", "mean"), True),
+}
+
+
+@pytest.mark.parametrize("layout", list(ST_LAYOUTS))
+def test_convert_sentence_transformers_keeps_the_pooling(tiny, tiny_vocab, tmp_path, layout):
+    subfolder, modes, normalize = ST_LAYOUTS[layout]
+    encoder = transformers.BertModel(tiny.model.config)
+    encoder.load_state_dict(tiny.model.bert.state_dict())
+    source = tmp_path / "st"
+    model_dir = write_sentence_transformers(
+        source, encoder, tiny_vocab, subfolder, modes, normalize
+    )
+    convert.main(["--from=hf", f"--input={source}", f"--output={tmp_path / 'out'}"])
+
+    # What a fine-tuning run or a feature extractor finds in the converted directory.
+    cfg, params, tokenizer_dir = checkpoints.load_init_checkpoint(str(tmp_path / "out"))
+    tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
+    pooling = pretrained.load_pooling(tmp_path / "out")
+    assert pooling == pretrained.Pooling(modes, normalize, LENGTH)
+    assert_same_ids(tokenizer, model_dir)
+
+    batch = text_batch(tokenizer)
+    reference = transformers.AutoTokenizer.from_pretrained(model_dir)(
+        TEXTS, padding="max_length", max_length=LENGTH, truncation=True, return_tensors="np"
+    )
+    np.testing.assert_array_equal(batch["input_ids"], reference["input_ids"])
+    with torch.no_grad():
+        states = encoder.eval()(**torch_inputs(batch)).last_hidden_state.numpy()
+    expected = sentence_transformers_pool(states, batch["attention_mask"], modes, normalize)
+    ours = jax_pretraining_outputs(cfg, params, batch)["sequence_output"]
+    embeddings = np.asarray(pooling(ours, batch["attention_mask"]))
+    assert embeddings.shape == (len(TEXTS), len(modes) * cfg.hidden_size)
+    np.testing.assert_allclose(embeddings, expected, atol=ATOL, rtol=0)
+
+
+def test_sentence_transformers_modules_bert_jax_cannot_run_are_refused(tiny, tiny_vocab, tmp_path):
+    encoder = transformers.BertModel(tiny.model.config)
+    write_sentence_transformers(
+        tmp_path, encoder, tiny_vocab, "", (), False, pooling_mode_weightedmean_tokens=True
+    )
+    with pytest.raises(ValueError, match="1_Pooling/config.json.*pooling_mode_weightedmean_tokens"):
+        interop.load_sentence_pooling(tmp_path)
+
+    modules = json.loads((tmp_path / "modules.json").read_text())
+    modules.append(
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    )
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match=r"modules.json has the modules .*'Dense'.*load_hf"):
+        convert.main(["--from=hf", f"--input={tmp_path}", f"--output={tmp_path / 'out'}"])
+    assert not (tmp_path / "out").exists()
+    assert interop.load_sentence_pooling(tiny.path) is None
+
+
+def test_pooling_file_errors_name_the_file(tmp_path):
+    assert pretrained.load_pooling(tmp_path) is None
+    (tmp_path / "pooling.json").write_text(json.dumps({"modes": ["mean", "cls"], "normalize": 1}))
+    with pytest.raises(
+        ValueError, match=r"pooling.json is not a valid pooling file.*in that order"
+    ):
+        pretrained.load_pooling(tmp_path)
+
+
+def test_convert_needs_a_tokenizer(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json.*--vocab"):
+        convert.main(["--from=hf", f"--input={tiny.path}", f"--output={tmp_path / 'out'}"])
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------- every head, both directions
+
+
+def choice_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A [batch, choices, length] multiple-choice batch: the 3 rows as 3 choices, two orders."""
+    return {k: np.stack([v, v[::-1]]) for k, v in batch.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """One class save_hf writes: bert_jax's module for it, made from (config, num_labels), the
+    parameter groups that module reads, transformers' Auto class, and the transformers output
+    fields to compare (bert_jax's outputs come in the same order)."""
+
+    make: Callable[[BertConfig, int], nn.Module]
+    groups: tuple[str, ...]
+    auto_class: type
+    fields: tuple[str, ...]
+
+
+def _pretraining(cfg: BertConfig, num_labels: int) -> nn.Module:
+    return BertForPreTraining(cfg)
+
+
+_PT = ("mlm_head", "nsp_head")
+HEADS = {
+    "BertModel": Head(
+        _pretraining, _PT, transformers.AutoModel, ("last_hidden_state", "pooler_output")
+    ),
+    "BertForPreTraining": Head(
+        _pretraining,
+        _PT,
+        transformers.AutoModelForPreTraining,
+        ("prediction_logits", "seq_relationship_logits"),
+    ),
+    "BertForMaskedLM": Head(_pretraining, _PT, transformers.AutoModelForMaskedLM, ("logits",)),
+    "BertForSequenceClassification": Head(
+        BertForSequenceClassification,
+        ("classifier",),
+        transformers.AutoModelForSequenceClassification,
+        ("logits",),
+    ),
+    "BertForMultipleChoice": Head(
+        lambda cfg, _: BertForMultipleChoice(cfg),
+        ("classifier",),
+        transformers.AutoModelForMultipleChoice,
+        ("logits",),
+    ),
+    "BertForTokenClassification": Head(
+        BertForTokenClassification,
+        ("classifier",),
+        transformers.AutoModelForTokenClassification,
+        ("logits",),
+    ),
+    "BertForQuestionAnswering": Head(
+        lambda cfg, _: BertForQuestionAnswering(cfg),
+        ("qa_outputs",),
+        transformers.AutoModelForQuestionAnswering,
+        ("start_logits", "end_logits"),
+    ),
+}
+# BertForPreTraining's outputs under the names transformers' classes give them.
+_PRETRAINING_FIELDS = {
+    "last_hidden_state": "sequence_output",
+    "pooler_output": "pooled_output",
+    "prediction_logits": "mlm_logits",
+    "seq_relationship_logits": "nsp_logits",
+    "logits": "mlm_logits",
+}
+
+
+def ours_as_hf(architecture: str, cfg: BertConfig, params, batch) -> tuple[np.ndarray, ...]:
+    """bert_jax's outputs for ``architecture``, in the order of its Head's fields."""
+    head = HEADS[architecture]
+    num_labels = params["classifier"]["bias"].shape[0] if "classifier" in params else 0
+    tree = {"bert": params["bert"]} | {g: params[g] for g in head.groups}
+    if architecture == "BertForMultipleChoice":
+        batch = choice_batch(batch)
+    batch = {k: jnp.asarray(v, jnp.int32) for k, v in batch.items()}
+    out = jax_head_outputs(head.make(cfg, num_labels), tree, batch)
+    if isinstance(out, PreTrainingOutput):
+        return tuple(getattr(out, _PRETRAINING_FIELDS[f]) for f in head.fields)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def hf_outputs(architecture: str, model, batch) -> tuple[np.ndarray, ...]:
+    if architecture == "BertForMultipleChoice":
+        batch = choice_batch(batch)
+    with torch.no_grad():
+        out = model.eval()(**torch_inputs(batch))
+    return tuple(getattr(out, f).numpy() for f in HEADS[architecture].fields)
+
+
+def assert_all_close(ours: tuple[np.ndarray, ...], reference: tuple[np.ndarray, ...]) -> None:
+    for a, b in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("architecture", ["BertForMultipleChoice", "BertForTokenClassification"])
+def test_load_hf_new_heads_with_and_without_prefix(tiny, tmp_path, architecture, caplog):
+    hf_class = getattr(transformers, architecture)
+    model = randomise_(hf_class(transformers.BertConfig(**TINY, num_labels=3)), 6)
+    model.save_pretrained(tmp_path / "prefixed")
+    # Some exports drop the base model's prefix ("bert.") from every key.
+    tensors = load_file(tmp_path / "prefixed" / "model.safetensors")
+    bare = {k.removeprefix("bert."): v for k, v in tensors.items()}
+    (tmp_path / "bare").mkdir()
+    save_file(bare, tmp_path / "bare" / "model.safetensors", metadata={"format": "pt"})
+    shutil.copy(tmp_path / "prefixed" / "config.json", tmp_path / "bare")
+
+    with caplog.at_level(logging.WARNING, logger="bert_jax.interop"):
+        cfg, params = interop.load_hf(tmp_path / "prefixed")
+    has_pooler = architecture == "BertForMultipleChoice"  # transformers' token tagger has none
+    assert ("pooler" in caplog.text) != has_pooler
+    width = 1 if has_pooler else 3
+    assert params["classifier"]["kernel"].shape == (cfg.hidden_size, width)
+    assert_all_close(
+        ours_as_hf(architecture, cfg, params, tiny.batch),
+        hf_outputs(architecture, model, tiny.batch),
+    )
+    _, bare_params = interop.load_hf(tmp_path / "bare")
+    assert_trees_equal(bare_params, params)
+
+
+@pytest.fixture(scope="module")
+def every_head(tiny):
+    """Random bert_jax parameters for every group but the classifier (see head_params)."""
+    cfg, _ = interop.load_hf(tiny.path)
+    params = random_bert_jax_params(cfg, seed=7)
+    rng = np.random.default_rng(8)
+    params["qa_outputs"] = {
+        "kernel": 0.1 * rng.standard_normal((cfg.hidden_size, 2)).astype(np.float32),
+        "bias": 0.1 * rng.standard_normal(2).astype(np.float32),
+    }
+    return cfg, params
+
+
+def head_params(every_head, architecture: str):
+    """Every group of every head, with the classifier ``architecture`` wants (multiple choice:
+    one output, else three labels): save_hf must pick its groups out."""
+    cfg, params = every_head
+    rng = np.random.default_rng(9)
+    width = 1 if architecture == "BertForMultipleChoice" else 3
+    classifier = {
+        "kernel": 0.1 * rng.standard_normal((cfg.hidden_size, width)).astype(np.float32),
+        "bias": 0.1 * rng.standard_normal(width).astype(np.float32),
+    }
+    return params | {"classifier": classifier}
+
+
+@pytest.mark.parametrize("architecture", list(HEADS))
+def test_save_hf_round_trips_through_auto_classes(every_head, tiny_vocab, tmp_path, architecture):
+    """AutoTokenizer (fast and slow) gives bert_jax's ids, and AutoModel* loads every weight
+    and gives bert_jax's outputs, for every head save_hf writes."""
+    cfg, _ = every_head
+    params = head_params(every_head, architecture)
+    tokenizer = tokenizers.WordPiece(tiny_vocab, lower_case=architecture != "BertForMaskedLM")
+    labelled = architecture in ("BertForSequenceClassification", "BertForTokenClassification")
+    label_names = ["neg", "neutral", "pos"] if labelled else None
+    interop.save_hf(
+        cfg,
+        params,
+        tmp_path,
+        tokenizer=tokenizer,
+        architecture=architecture,
+        label_names=label_names,
+    )
+    for use_fast in (True, False):
+        assert_same_ids(tokenizer, tmp_path, use_fast)
+    auto_class = HEADS[architecture].auto_class
+    model, info = auto_class.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(model).__name__ == architecture
+    assert not any(info.values()), info
+    if labelled:
+        assert model.config.id2label == dict(enumerate(label_names))
+        assert model.config.label2id == {name: i for i, name in enumerate(label_names)}
+
+    batch = text_batch(tokenizer)
+    assert_all_close(
+        ours_as_hf(architecture, cfg, params, batch), hf_outputs(architecture, model, batch)
+    )
+
+
+# transformers' BertForMaskedLM and BertForQuestionAnswering have no pooler.
+ARCHITECTURES_WITH_POOLER = ("BertModel", "BertForPreTraining", "BertForSequenceClassification")
+
+
+def test_save_hf_infers_the_architecture_from_the_heads(every_head, tmp_path):
+    cfg, params = every_head
+    params = head_params(every_head, "BertForSequenceClassification")
+    trees = {
+        "BertForPreTraining": ("mlm_head", "nsp_head"),
+        "BertForMaskedLM": ("mlm_head",),
+        "BertForSequenceClassification": ("classifier",),
+        "BertForQuestionAnswering": ("qa_outputs",),
+        "BertModel": (),
+    }
+    for architecture, groups in trees.items():
+        out = tmp_path / architecture
+        interop.save_hf(cfg, {g: params[g] for g in ("bert", *groups)}, out, tokenizer=None)
+        assert json.loads((out / "config.json").read_text())["architectures"] == [architecture]
+        keys = set(load_file(out / "model.safetensors"))
+        pooler = (
+            "pooler.dense.weight" if architecture == "BertModel" else "bert.pooler.dense.weight"
+        )
+        assert (pooler in keys) == (architecture in ARCHITECTURES_WITH_POOLER)
+    # A bare BertModel is saved as BertModel.save_pretrained saves it: no "bert." prefix.
+    assert "embeddings.word_embeddings.weight" in keys and "pooler.dense.bias" in keys
+
+
+def test_save_hf_refusals_name_the_fix(every_head, tiny_vocab, tmp_path):
+    cfg, _ = every_head
+    classifier = "BertForSequenceClassification"
+    params = head_params(every_head, classifier)
+    cases = [
+        (dict(architecture="BertForMultipleChoice"), "one output; params' classifier has 3"),
+        (dict(architecture="BertForNextSentence"), "'BertForNextSentence'; choose one of"),
+        (dict(architecture=classifier, label_names=["a", "b"]), "has 3 labels; give one distinct"),
+        (dict(architecture=classifier, label_names=["a", "a", "b"]), "distinct"),
+        (dict(architecture="BertForPreTraining", label_names=list("abc")), "label_names is for"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            interop.save_hf(cfg, params, tmp_path / "out", tokenizer=None, **kwargs)
+    with pytest.raises(ValueError, match=r"BertForQuestionAnswering needs params\[.qa_outputs.\]"):
+        interop.save_hf(
+            cfg,
+            {"bert": params["bert"]},
+            tmp_path / "out",
+            tokenizer=None,
+            architecture="BertForQuestionAnswering",
+        )
+    spm = tokenizers.train_sentencepiece(TEXTS * 20, str(tmp_path / "spm"), vocab_size=80)
+    with pytest.raises(ValueError, match="SentencePiece tokenizer .*spm.model"):
+        interop.save_hf(cfg, params, tmp_path / "out", tokenizer=spm)
+    assert not (tmp_path / "out").exists()  # nothing half-written

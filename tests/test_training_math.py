@@ -112,7 +112,7 @@ def test_ten_steps_match_transformers_and_torch_optimizer(tmp_path, optimizer_na
         DEFAULT_RULES,
         seed=3,
     )
-    save_hf(CFG, jax.device_get(state.params), str(tmp_path / "hf"))
+    save_hf(CFG, jax.device_get(state.params), str(tmp_path / "hf"), tokenizer=None)
     step = make_train_step(
         make_loss_fn(model, True), loss_denominators, tx, shardings, mesh, DEFAULT_RULES
     )
