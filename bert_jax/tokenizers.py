@@ -11,13 +11,15 @@ original: it drops every ``C*`` category character (the original only ``Cc``/``C
 and unassigned code points survive and become ``[UNK]``), NFC-normalises the text (the original
 leaves decomposed accents and CJK compatibility ideographs alone when cased), keeps text such as
 "[MASK]" as one special token (the original splits it like any text) and maps words longer than
-100 characters to ``[UNK]`` (the original: longer than 200).
+100 characters to ``[UNK]`` (the original: longer than 200). The fast (Rust) tokenizer also
+lower-cases character by character, so a word-final capital sigma becomes "σ" there, "ς" here
+and in Python's ``str.lower`` (the original and the slow tokenizer).
 
 Hugging Face's tokenizer files are read and written here too: :func:`from_hf_tokenizer_json` builds
 a WordPiece from a fast tokenizer's ``tokenizer.json`` (its normaliser options and word-length limit
-included, so ids match that tokenizer), and :func:`hf_tokenizer_files` gives the files
-``transformers.AutoTokenizer`` loads (``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json``,
-``special_tokens_map.json``).
+included, so ids match that tokenizer but for the corners above), and :func:`hf_tokenizer_files`
+gives the files ``transformers.AutoTokenizer`` loads (``vocab.txt``, ``tokenizer.json``,
+``tokenizer_config.json``, ``special_tokens_map.json``).
 
 Example::
 
