@@ -1,19 +1,27 @@
-"""The classification family: sentence and sentence-pair classification or regression (GLUE).
+"""The classification family: sentence and sentence-pair classification or regression, on a GLUE
+task or on a researcher's own files.
 
 One row per example, ``[CLS] a [SEP] b [SEP]`` with the longer side truncated first; the pooled
-[CLS] state feeds a linear classifier (cross-entropy), or one output (squared error, STS-B).
-Dev metrics and test submissions are GLUE's (:mod:`bert_jax.tasks.glue`).
+[CLS] state feeds a linear classifier (cross-entropy), or one output (squared error, STS-B or
+own regression data). What differs between the two sources, the data (:class:`GlueData`,
+:class:`bert_jax.tasks.own_data.OwnData`), is behind one small interface: reading the splits,
+the metrics, and the prediction files. ``config.task`` picks it: a GLUE task name, or ``"own"``
+(``configs/classify.py``).
 
 Usage::
 
     family = Classification(glue_config.get_config("task=sst2,model=tiny"))
     family.name, family.dev_splits   # ("glue/sst2", ("dev",))
+    family = Classification(classify_config.get_config("model=tiny"))
+    family.name                      # "own/classification"
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +32,7 @@ from jax.experimental import multihost_utils
 
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForSequenceClassification
-from bert_jax.tasks import Features, PredictionFiles
+from bert_jax.tasks import Features, PredictionFiles, own_data
 from bert_jax.tasks.glue import (
     GlueSplit,
     compute_metrics,
@@ -37,8 +45,33 @@ from bert_jax.tasks.glue_synthetic import write_synthetic_glue
 from bert_jax.tokenizers import Tokenizer
 
 
-class Classification:
-    """A GLUE task (``config.task``) as a fine-tuning family."""
+class ClassificationData(Protocol):
+    """Where a classification family's examples come from and how they are scored and written.
+
+    ``num_labels`` (1: regression) may be known only after ``load`` (labels inferred from the
+    training file).
+    """
+
+    name: str
+    dev_splits: tuple[str, ...]
+    test_splits: tuple[str, ...]
+    main_metric: str
+    predicted_by: str | None
+    is_regression: bool
+    num_labels: int
+
+    def load(self, config: mlc.ConfigDict, workdir: str) -> dict[str, GlueSplit]: ...
+
+    def scores(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]: ...
+
+    def dev_files(self, examples: GlueSplit, predictions: np.ndarray) -> PredictionFiles: ...
+
+    def write_test(self, examples: GlueSplit, predictions: np.ndarray, directory: str) -> str: ...
+
+
+class GlueData:
+    """A GLUE task (``config.task``): the GLUE folder, TFDS or the synthetic tasks; GLUE's metrics
+    and test-server files."""
 
     def __init__(self, config: mlc.ConfigDict):
         self.task = get_task(config.task)
@@ -48,8 +81,9 @@ class Classification:
         # AX has no dev split (it is only predicted).
         self.main_metric = f"dev/{(*self.task.dev_splits, 'none')[0]}/{self.task.main_metric}"
         self.predicted_by = self.task.predicted_by
+        self.is_regression = self.task.is_regression
+        self.num_labels = self.task.num_labels
 
-    # --- Data.
     def load(self, config: mlc.ConfigDict, workdir: str) -> dict[str, GlueSplit]:
         """train, the dev splits and (when predicting) the test splits; AX: test only."""
         task = self.task
@@ -85,6 +119,39 @@ class Classification:
                 )
         return splits
 
+    def scores(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """As GLUE scores the task (MNLI: called once per dev split)."""
+        return compute_metrics(self.task.name, predictions, labels)
+
+    def dev_files(self, examples: GlueSplit, predictions: np.ndarray) -> PredictionFiles:
+        return None  # GLUE's dev predictions are not a deliverable
+
+    def write_test(self, examples: GlueSplit, predictions: np.ndarray, directory: str) -> str:
+        """``<directory>/submission/<Task>.tsv`` in the GLUE server's format."""
+        path = os.path.join(directory, "submission", self.task.submission_files[examples.split])
+        write_submission(self.task.name, examples.indices, predictions, path)
+        return path
+
+
+class Classification:
+    """Classification or regression as a fine-tuning family, over :class:`ClassificationData`:
+    a GLUE task, or own files when ``config.task == "own"``."""
+
+    def __init__(self, config: mlc.ConfigDict):
+        make_data: Callable[[mlc.ConfigDict], ClassificationData] = (
+            own_data.OwnData if config.task == own_data.TASK else GlueData
+        )
+        self.data = make_data(config)
+        self.name = self.data.name
+        self.dev_splits = self.data.dev_splits
+        self.test_splits = self.data.test_splits
+        self.main_metric = self.data.main_metric
+        self.predicted_by = self.data.predicted_by
+
+    # --- Data.
+    def load(self, config: mlc.ConfigDict, workdir: str) -> dict[str, GlueSplit]:
+        return self.data.load(config, workdir)
+
     def featurize(
         self, split: str, examples: GlueSplit, tokenizer: Tokenizer, config: mlc.ConfigDict
     ) -> Features:
@@ -108,12 +175,12 @@ class Classification:
 
     # --- Model and objective.
     def model(self, cfg: BertConfig) -> BertForSequenceClassification:
-        return BertForSequenceClassification(cfg, self.task.num_labels)
+        return BertForSequenceClassification(cfg, self.data.num_labels)
 
     def loss(self, model, params, batch, rng) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Cross-entropy and accuracy per row; squared error for regression (STS-B)."""
         logits = self._logits(model, params, batch, deterministic=False, rng=rng)
-        if self.task.is_regression:
+        if self.data.is_regression:
             return jnp.square(logits[:, 0] - batch["labels"]), {}
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
         return losses, {"accuracy": (logits.argmax(-1) == batch["labels"]).astype(jnp.float32)}
@@ -136,14 +203,16 @@ class Classification:
     def predictions(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """Label indices (the argmax), or the scores of a regression task."""
         logits = outputs["logits"]
-        return logits[:, 0] if self.task.is_regression else logits.argmax(-1)
+        return logits[:, 0] if self.data.is_regression else logits.argmax(-1)
 
     def evaluate(
         self, split: str, examples: GlueSplit, features: Features, outputs: dict[str, np.ndarray]
     ) -> tuple[dict[str, float], PredictionFiles]:
-        """``dev/<split>/<metric>`` as GLUE scores them (MNLI: one call per dev split)."""
-        scores = compute_metrics(self.task.name, self.predictions(outputs), examples.labels)
-        return {f"dev/{split}/{k}": v for k, v in scores.items()}, None
+        """``dev/<split>/<metric>`` (MNLI: one call per dev split), and the dev prediction files."""
+        predictions = self.predictions(outputs)
+        scores = self.data.scores(predictions, examples.labels)
+        files = self.data.dev_files(examples, predictions)
+        return {f"dev/{split}/{k}": v for k, v in scores.items()}, files
 
     def write_test(
         self,
@@ -153,7 +222,6 @@ class Classification:
         outputs: dict[str, np.ndarray],
         directory: str,
     ) -> list[str]:
-        """``<directory>/submission/<Task>.tsv`` in the GLUE server's format."""
-        path = os.path.join(directory, "submission", self.task.submission_files[split])
-        write_submission(self.task.name, examples.indices, self.predictions(outputs), path)
-        return [path]
+        """The test predictions: GLUE's ``submission/<Task>.tsv``; own data's
+        ``submission/test_predictions.tsv``."""
+        return [self.data.write_test(examples, self.predictions(outputs), directory)]

@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -415,6 +415,16 @@ def spearmanr(x: np.ndarray, y: np.ndarray) -> float:
     return pearson(average_ranks(x), average_ranks(y))
 
 
+# Every metric by the name it has in Task.metric_names and in metrics.jsonl.
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": accuracy,
+    "f1": f1_positive,
+    "matthews_corr": matthews_corr,
+    "pearson": pearson,
+    "spearmanr": spearmanr,
+}
+
+
 def compute_metrics(task: str, predictions: Sequence | np.ndarray, labels: Sequence | np.ndarray
                     ) -> dict[str, float]:  # fmt: skip
     """GLUE metrics of ``predictions`` against ``labels`` for ``task``.
@@ -433,14 +443,7 @@ def compute_metrics(task: str, predictions: Sequence | np.ndarray, labels: Seque
             f"{t.name}: predictions {predictions.shape} and labels {labels.shape} must be equal, "
             "non-empty 1-D arrays (pass argmax label indices, not logits)."
         )
-    functions = {
-        "accuracy": accuracy,
-        "f1": f1_positive,
-        "matthews_corr": matthews_corr,
-        "pearson": pearson,
-        "spearmanr": spearmanr,
-    }
-    return {name: functions[name](predictions, labels) for name in t.metric_names}
+    return {name: METRICS[name](predictions, labels) for name in t.metric_names}
 
 
 # ------------------------------------------------------------------------------- submissions
