@@ -14,9 +14,10 @@ that loop calls, with the same names in every family:
 ``write_test``      a test split's outputs -> the files its benchmark server reads
 ==================  ===========================================================================
 
-Families: ``classification`` (GLUE; :mod:`bert_jax.tasks.classification`) and ``span``
-(SQuAD v1.1 / v2.0; :mod:`bert_jax.tasks.span`). A family's dataset code lives beside it
-(``glue.py``, ``squad.py``).
+Families: ``classification`` (GLUE and a researcher's own files;
+:mod:`bert_jax.tasks.classification`), ``span`` (SQuAD v1.1 / v2.0; :mod:`bert_jax.tasks.span`)
+and ``multiple_choice`` (SWAG; :mod:`bert_jax.tasks.multiple_choice`). A family's dataset code
+lives beside it (``glue.py``, ``own_data.py``, ``squad.py``, ``swag.py``).
 
 Usage::
 
@@ -101,7 +102,7 @@ class Family(Protocol):
     ) -> list[str]: ...
 
 
-FAMILIES = ("classification", "span")
+FAMILIES = ("classification", "span", "multiple_choice")
 
 
 def get_family(config: mlc.ConfigDict) -> Family:
@@ -118,4 +119,8 @@ def get_family(config: mlc.ConfigDict) -> Family:
         from bert_jax.tasks.span import SpanExtraction
 
         return SpanExtraction(config)
+    if config.family == "multiple_choice":
+        from bert_jax.tasks.multiple_choice import MultipleChoice
+
+        return MultipleChoice(config)
     raise ValueError(f"Unknown config.family {config.family!r}; valid families: {FAMILIES}.")
