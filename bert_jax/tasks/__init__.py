@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ import flax.linen as nn
 import jax
 import ml_collections as mlc
 import numpy as np
+from jax.experimental import multihost_utils
 
 from bert_jax.models.bert import BertConfig
 from bert_jax.tokenizers import Tokenizer
@@ -61,6 +63,21 @@ class Features:
 
 # evaluate() returns a writer of the split's prediction files into a directory (None: no files).
 PredictionFiles = Callable[[str], object] | None
+
+
+def write_once(directory: str, write: Callable[[str], object], what: str) -> str:
+    """``directory``, written by ``write(path)`` on process 0 unless it exists, then seen by all.
+
+    For the embedded data sets a family writes into its workdir: written aside and renamed, so
+    an interrupted run never leaves a half-written folder that a re-run would trust.
+
+    >>> write_once(f"{workdir}/swag_data", write_synthetic_swag, "synthetic SWAG")  # doctest: +SKIP
+    """
+    if jax.process_index() == 0 and not os.path.exists(directory):
+        write(directory + ".tmp")
+        os.replace(directory + ".tmp", directory)
+    multihost_utils.sync_global_devices(f"{what} written")
+    return directory
 
 
 class Family(Protocol):

@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -28,11 +29,10 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForSequenceClassification
-from bert_jax.tasks import Features, PredictionFiles, own_data
+from bert_jax.tasks import Features, PredictionFiles, own_data, write_once
 from bert_jax.tasks.glue import (
     GlueSplit,
     compute_metrics,
@@ -43,6 +43,27 @@ from bert_jax.tasks.glue import (
 )
 from bert_jax.tasks.glue_synthetic import write_synthetic_glue
 from bert_jax.tokenizers import Tokenizer
+
+
+def logits_of(model, params, batch: dict[str, jax.Array], rng: jax.Array | None = None
+              ) -> jax.Array:  # fmt: skip
+    """The float32 logits of a batch's ``input_ids``, ``token_type_ids`` and ``attention_mask``;
+    with dropout where ``rng`` is given (training), deterministic otherwise. Also the
+    multiple-choice family's, whose model takes the same three inputs."""
+    return model.apply(
+        {"params": params},
+        batch["input_ids"],
+        batch["token_type_ids"],
+        batch["attention_mask"],
+        deterministic=rng is None,
+        rngs=None if rng is None else {"dropout": rng},
+    ).astype(jnp.float32)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Per-row softmax cross-entropy against integer labels, and per-row accuracy."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return losses, {"accuracy": (logits.argmax(-1) == labels).astype(jnp.float32)}
 
 
 class ClassificationData(Protocol):
@@ -93,13 +114,10 @@ class GlueData:
         if config.data_source == "tfds":
             return {s: load_tfds_split(task.name, s, data_dir=config.data_dir) for s in wanted}
         if config.data_source == "synthetic":
-            data_dir = os.path.join(workdir, "glue_data")
-            if jax.process_index() == 0 and not os.path.exists(data_dir):
-                write_synthetic_glue(
-                    data_dir + ".tmp", seed=config.seed, num_train=config.synthetic_train_examples
-                )
-                os.replace(data_dir + ".tmp", data_dir)
-            multihost_utils.sync_global_devices("synthetic GLUE written")
+            write = functools.partial(
+                write_synthetic_glue, seed=config.seed, num_train=config.synthetic_train_examples
+            )
+            data_dir = write_once(os.path.join(workdir, "glue_data"), write, "synthetic GLUE")
         elif config.data_source == "tsv":
             if not config.data_dir:
                 raise ValueError(
@@ -179,25 +197,13 @@ class Classification:
 
     def loss(self, model, params, batch, rng) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Cross-entropy and accuracy per row; squared error for regression (STS-B)."""
-        logits = self._logits(model, params, batch, deterministic=False, rng=rng)
+        logits = logits_of(model, params, batch, rng)
         if self.data.is_regression:
             return jnp.square(logits[:, 0] - batch["labels"]), {}
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-        return losses, {"accuracy": (logits.argmax(-1) == batch["labels"]).astype(jnp.float32)}
+        return cross_entropy(logits, batch["labels"])
 
     def outputs(self, model, params, batch) -> dict[str, jax.Array]:
-        return {"logits": self._logits(model, params, batch, deterministic=True)}
-
-    @staticmethod
-    def _logits(model, params, batch, deterministic: bool, rng=None) -> jax.Array:
-        return model.apply(
-            {"params": params},
-            batch["input_ids"],
-            batch["token_type_ids"],
-            batch["attention_mask"],
-            deterministic=deterministic,
-            rngs=None if rng is None else {"dropout": rng},
-        ).astype(jnp.float32)
+        return {"logits": logits_of(model, params, batch)}
 
     # --- Predictions, metrics and files.
     def predictions(self, outputs: dict[str, np.ndarray]) -> np.ndarray:

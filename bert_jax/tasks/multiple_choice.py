@@ -22,12 +22,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
-import optax
-from jax.experimental import multihost_utils
 
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForMultipleChoice
-from bert_jax.tasks import Features, PredictionFiles, swag
+from bert_jax.tasks import Features, PredictionFiles, swag, write_once
+from bert_jax.tasks.classification import cross_entropy, logits_of
 from bert_jax.tasks.glue import accuracy
 from bert_jax.tokenizers import Tokenizer
 
@@ -75,13 +74,12 @@ class MultipleChoice:
     def load(self, config: mlc.ConfigDict, workdir: str) -> dict[str, swag.SwagSplit]:
         """train, dev and (when predicting) test, from the official CSVs or the synthetic set."""
         if config.data_source == "synthetic":
-            data_dir = os.path.join(workdir, "swag_data")
-            if jax.process_index() == 0 and not os.path.exists(data_dir):
-                swag.write_synthetic_swag(
-                    data_dir + ".tmp", config.seed, num_train=config.synthetic_train_examples
-                )
-                os.replace(data_dir + ".tmp", data_dir)
-            multihost_utils.sync_global_devices("synthetic SWAG written")
+            write = functools.partial(
+                swag.write_synthetic_swag,
+                seed=config.seed,
+                num_train=config.synthetic_train_examples,
+            )
+            data_dir = write_once(os.path.join(workdir, "swag_data"), write, "synthetic SWAG")
         elif config.data_source == "csv":
             if not config.data_dir:
                 raise ValueError(
@@ -113,23 +111,10 @@ class MultipleChoice:
 
     def loss(self, model, params, batch, rng) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Cross-entropy of the softmax over each example's choices, and its accuracy."""
-        logits = self._logits(model, params, batch, deterministic=False, rng=rng)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-        return losses, {"accuracy": (logits.argmax(-1) == batch["labels"]).astype(jnp.float32)}
+        return cross_entropy(logits_of(model, params, batch, rng), batch["labels"])
 
     def outputs(self, model, params, batch) -> dict[str, jax.Array]:
-        return {"logits": self._logits(model, params, batch, deterministic=True)}
-
-    @staticmethod
-    def _logits(model, params, batch, deterministic: bool, rng=None) -> jax.Array:
-        return model.apply(
-            {"params": params},
-            batch["input_ids"],
-            batch["token_type_ids"],
-            batch["attention_mask"],
-            deterministic=deterministic,
-            rngs=None if rng is None else {"dropout": rng},
-        ).astype(jnp.float32)
+        return {"logits": logits_of(model, params, batch)}
 
     # --- Metrics and prediction files.
     def evaluate(

@@ -55,11 +55,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import ml_collections as mlc
 import numpy as np
-from jax.experimental import multihost_utils
 
+from bert_jax.tasks import write_once
 from bert_jax.tasks.glue import METRICS, GlueSplit
 from bert_jax.tasks.glue_synthetic import _synthetic_example
 
@@ -184,12 +183,10 @@ class OwnData:
     def load(self, config: mlc.ConfigDict, workdir: str) -> dict[str, GlueSplit]:
         """Every split with label indices (classification) or float scores (regression)."""
         if config.data_source == "example":
-            example_dir = os.path.join(workdir, "own_data")
-            if jax.process_index() == 0 and not os.path.exists(example_dir):
-                write_example_files(example_dir + ".tmp", config.task_type, config.seed)
-                os.replace(example_dir + ".tmp", example_dir)
-            multihost_utils.sync_global_devices("example files written")
-            self.example_dir = example_dir
+            write = functools.partial(
+                write_example_files, task_type=config.task_type, seed=config.seed
+            )
+            self.example_dir = write_once(os.path.join(workdir, "own_data"), write, "example files")
         elif config.data_source != "files":
             raise ValueError(
                 f"Unknown config.data_source {config.data_source!r}: use files (data_dir or "
