@@ -257,7 +257,7 @@ def test_swag_fine_tune_end_to_end(init_checkpoint, tmp_path):
     cmd = [
         sys.executable, "-m", "bert_jax.main", "--config=configs/swag.py:model=tiny",
         f"--workdir={tmp_path}", f"--config.init_checkpoint={init_checkpoint}",
-        "--config.synthetic_train_examples=64", "--config.max_seq_length=32",
+        "--config.synthetic_train_examples=64", "--config.max_seq_length=24",
         "--config.num_epochs=1", "--config.log_every_steps=2",
     ]  # fmt: skip
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}

@@ -50,10 +50,10 @@ class ChoiceRows(BertForMultipleChoice):
         deterministic: bool = True,
     ) -> jax.Array:
         if input_ids.ndim == 2:
+            inputs = (input_ids, token_type_ids, attention_mask)
             input_ids, token_type_ids, attention_mask = (
-                None if x is None else x[:, None] for x in (input_ids, token_type_ids,
-                                                            attention_mask)
-            )  # fmt: skip
+                None if x is None else x[:, None] for x in inputs
+            )
         return super().__call__(
             input_ids, token_type_ids, attention_mask, deterministic=deterministic
         )
@@ -97,8 +97,8 @@ class MultipleChoice:
             raise ValueError(
                 f"Unknown config.data_source {config.data_source!r}: use csv or synthetic."
             )
-        return {s: swag.read_csv(data_dir, s) for s in ("train", *self.dev_splits,
-                                                         *self.test_splits)}  # fmt: skip
+        splits = ("train", *self.dev_splits, *self.test_splits)
+        return {split: swag.read_csv(data_dir, split) for split in splits}
 
     def featurize(
         self, split: str, examples: swag.SwagSplit, tokenizer: Tokenizer, config: mlc.ConfigDict

@@ -51,7 +51,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +227,7 @@ class OwnData:
             return [f"{p:.6g}" for p in predictions]
         return [self.label_names[p] for p in predictions]
 
-    def dev_files(self, examples: GlueSplit, predictions: np.ndarray):
+    def dev_files(self, examples: GlueSplit, predictions: np.ndarray) -> Callable[[str], None]:
         """A writer of ``<directory>/predictions.tsv``: id, prediction, true label."""
         return functools.partial(
             _write_into,
@@ -263,15 +263,15 @@ def detect_format(path: str | os.PathLike, override: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def _records(path: Path, fmt: str) -> tuple[list[str], Iterator[tuple[int, dict | str]]]:
+def _records(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict | str]]]:
     """The file's columns and its rows as (line number, {column: value} or why it is malformed).
 
     Blank lines are not rows. A JSON-lines file's columns are every key of its objects.
     """
+    rows: list[tuple[int, dict | str]] = []
     # "utf-8-sig" drops a byte-order mark (spreadsheets write one).
     if fmt == "jsonl":
-        rows: list[tuple[int, dict | str]] = []
-        keys: dict[str, None] = {}
+        keys: dict[str, None] = {}  # every key, in the order first seen
         with path.open(encoding="utf-8-sig") as f:
             for line_number, line in enumerate(f, start=1):
                 if not line.strip():
@@ -286,25 +286,18 @@ def _records(path: Path, fmt: str) -> tuple[list[str], Iterator[tuple[int, dict 
                     continue
                 keys.update(dict.fromkeys(row))
                 rows.append((line_number, row))
-        return list(keys), iter(rows)
-
-    def rows() -> Iterator[tuple[int, dict | str]]:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, **dialect)
-            next(reader, None)
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(columns):
-                    yield reader.line_num, f"{len(row)} columns, expected {len(columns)}"
-                else:
-                    yield reader.line_num, dict(zip(columns, row, strict=True))
-
-    # TSV as GLUE writes it: quotes are text. CSV: standard quoting.
+        return list(keys), rows
+    # TSV as GLUE writes it: quotes are text. CSV: standard quoting (fields may hold newlines).
     dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
     with path.open(encoding="utf-8-sig", newline="") as f:
-        columns = next(csv.reader(f, **dialect), [])
-    return columns, rows()
+        reader = csv.reader(f, **dialect)
+        columns = next(reader, [])
+        for row in filter(None, reader):
+            if len(row) != len(columns):
+                rows.append((reader.line_num, f"{len(row)} columns, expected {len(columns)}"))
+            else:
+                rows.append((reader.line_num, dict(zip(columns, row, strict=True))))
+    return columns, rows
 
 
 def _text(value: Any) -> str:
@@ -464,7 +457,9 @@ def write_predictions(
     return path
 
 
-def _write_into(directory: str, ids, predictions, labels) -> None:
+def _write_into(
+    directory: str, ids: Sequence[str], predictions: Sequence[str], labels: Sequence[str]
+) -> None:
     write_predictions(os.path.join(directory, DEV_FILE), ids, predictions, labels)
 
 

@@ -176,8 +176,8 @@ def featurize(
     Hugging Face's ``run_swag`` (``truncation=True``) do.
     """
     shape = (len(examples), NUM_CHOICES, max_seq_length)
-    arrays = {name: np.zeros(shape, np.int32) for name in ("input_ids", "token_type_ids",
-                                                          "attention_mask")}  # fmt: skip
+    names = ("input_ids", "token_type_ids", "attention_mask")
+    arrays = {name: np.zeros(shape, np.int32) for name in names}
     for i, example in enumerate(examples.examples):
         context = tokenizer.encode(example.sent1)
         for j, ending in enumerate(example.endings):
