@@ -355,14 +355,16 @@ class TransformerLayer(nn.Module):
 
 
 class _ScanStep(nn.Module):
-    """One layer as an ``nn.scan`` step: carries the hidden states, shares segments and mode."""
+    """One layer as an ``nn.scan`` step: carries the hidden states, shares segments and mode;
+    with ``collect`` it also emits each layer's output (stacked by the scan)."""
 
     cfg: BertConfig
     layer: type[nn.Module]
 
     @nn.compact
-    def __call__(self, x, segment_ids, deterministic):
-        return self.layer(self.cfg, name="layer")(x, segment_ids, deterministic), None
+    def __call__(self, x, segment_ids, deterministic, collect=False):
+        x = self.layer(self.cfg, name="layer")(x, segment_ids, deterministic)
+        return x, (x if collect else None)
 
 
 def to_layer_layout(params: Mapping[str, Any], scan_layers: bool) -> dict[str, Any]:
@@ -394,6 +396,9 @@ def to_layer_layout(params: Mapping[str, Any], scan_layers: bool) -> dict[str, A
 class EncoderOutput:
     sequence_output: jax.Array  # [batch, length, hidden], or [batch, n, hidden] at output_positions
     pooled_output: jax.Array  # [batch, hidden]: tanh(dense(hidden state of [CLS]))
+    # With output_hidden_states: the embeddings' output, then every layer's, each [batch, length,
+    # hidden] (num_layers + 1 arrays, as Hugging Face's ``hidden_states``); else None.
+    hidden_states: tuple[jax.Array, ...] | None = None
 
 
 class BertModel(nn.Module):
@@ -407,6 +412,10 @@ class BertModel(nn.Module):
     (``sequence_output`` is then [batch, n, hidden]; n may be 0 when only the pooled output is
     read). With ``cfg.prune_last_layer`` the last layer then computes just those positions and
     the [CLS] tokens, when they are fewer than the whole row.
+
+    ``output_hidden_states=True`` also returns every layer's output (``hidden_states``), for
+    feature-based use of the encoder (the paper's Table 7); it needs every position, so it does
+    not combine with ``output_positions``.
     """
 
     cfg: BertConfig
@@ -426,7 +435,7 @@ class BertModel(nn.Module):
                 _ScanStep,
                 variable_axes={"params": 0},
                 split_rngs={"params": True, "dropout": True},
-                in_axes=(nn.broadcast, nn.broadcast),
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
                 length=num_scanned,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(cfg, layer, name="layers")
@@ -443,8 +452,14 @@ class BertModel(nn.Module):
         position_ids: jax.Array | None = None,
         cls_positions: jax.Array | None = None,
         output_positions: jax.Array | None = None,
+        output_hidden_states: bool = False,
         deterministic: bool = True,
     ) -> EncoderOutput:
+        if output_hidden_states and output_positions is not None:
+            raise ValueError(
+                "output_hidden_states returns every position of every layer; drop "
+                "output_positions (which prunes the last layer to a few positions)."
+            )
         batch, length = input_ids.shape
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
@@ -453,10 +468,14 @@ class BertModel(nn.Module):
         if segment_ids is None:
             segment_ids = jnp.ones_like(input_ids) if attention_mask is None else attention_mask
         x = self.embeddings(input_ids, token_type_ids, position_ids, deterministic)
+        hidden_states = [x]
         if self.scanned_layers is not None:
-            x, _ = self.scanned_layers(x, segment_ids, deterministic)
+            x, stacked = self.scanned_layers(x, segment_ids, deterministic, output_hidden_states)
+            if output_hidden_states:
+                hidden_states += list(stacked)
         for layer in self.layers[:-1]:
             x = layer(x, segment_ids, deterministic)
+            hidden_states.append(x)
 
         # The pooler reads the [CLS] token of each sequence (of each packed pair when packed).
         cls = jnp.zeros((batch, 1), jnp.int32) if cls_positions is None else cls_positions
@@ -477,7 +496,9 @@ class BertModel(nn.Module):
         if cls_positions is None:
             cls_states = cls_states[:, 0]
         pooled = jnp.tanh(self.pooler(cls_states))
-        return EncoderOutput(sequence_output=x, pooled_output=pooled)
+        if not output_hidden_states:
+            return EncoderOutput(sequence_output=x, pooled_output=pooled)
+        return EncoderOutput(x, pooled, hidden_states=(*hidden_states, x))
 
     def attend(self, x: jax.Array) -> jax.Array:
         return self.embeddings.attend(x)
