@@ -188,6 +188,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     schedule, tx = optim.from_config(
         config, total_steps, round(config.warmup_fraction * total_steps)
     )
+    # Parameter groups the family keeps fixed (the feature-based tagger's encoder).
+    tx = optim.freeze(tx, getattr(family, "frozen", ()))
     dummy = jnp.zeros((1, config.max_seq_length), jnp.int32)
     state, shardings = create_train_state(
         lambda rng: model.init(rng, dummy)["params"], tx, mesh, rules, config.seed

@@ -22,7 +22,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -226,6 +226,28 @@ def make_optimizer(
     if clip_norm is None:
         return tx
     return optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+
+
+def freeze(tx: optax.GradientTransformation, frozen: Sequence[str]) -> optax.GradientTransformation:
+    """``tx`` for every top-level parameter group except those named in ``frozen``, which get
+    zero updates: no gradient step, no weight decay, no optimizer state (no Adam moments), and
+    no share of the clipping norm. With nothing frozen, ``tx`` itself.
+
+    >>> tx = freeze(make_optimizer("adamw", 1e-3), ["bert"])  # train the head on a fixed encoder
+    """
+    frozen = tuple(frozen)
+    if not frozen:
+        return tx
+
+    def labels(params):
+        unknown = sorted(set(frozen) - set(params))
+        if unknown:
+            raise ValueError(
+                f"Cannot freeze {unknown}: the parameters' top-level groups are {sorted(params)}."
+            )
+        return {k: "frozen" if k in frozen else "trained" for k in params}
+
+    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def from_config(
