@@ -211,3 +211,104 @@ class BertForTokenClassification(nn.Module):
         )
         x = nn.Dropout(self.cfg.hidden_dropout)(enc.sequence_output, deterministic=deterministic)
         return dense(self.cfg, self.num_labels, ("embed", None), name="classifier")(x)
+
+
+# The encoder features of the paper's feature-based NER (Table 7), by name.
+FEATURE_LAYERS = (
+    "embeddings",  # the embedding layer's output
+    "second_to_last",  # the second-to-last layer's output
+    "last",  # the last layer's output
+    "sum_last_four",  # a learned weighted sum of the last four layers
+    "concat_last_four",  # the last four layers side by side (4 x hidden features)
+    "sum_all",  # a learned weighted sum of every layer
+)
+
+
+class BiLSTM(nn.Module):
+    """A bidirectional LSTM layer: ``[batch, length, features]`` -> ``[batch, length, 2 * size]``
+    (forward and backward outputs side by side), each row read up to its ``lengths``."""
+
+    size: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
+        return nn.Bidirectional(
+            nn.RNN(nn.OptimizedLSTMCell(self.size, name="forward")),
+            nn.RNN(nn.OptimizedLSTMCell(self.size, name="backward")),
+        )(x, seq_lengths=lengths)
+
+
+class BertFeatureTagger(nn.Module):
+    """The paper's feature-based tagger (Table 7): features from a frozen encoder's layers feed a
+    bidirectional LSTM of ``lstm_layers`` layers (``lstm_size`` units per direction) and a
+    linear classifier; logits ``[batch, length, num_labels]``.
+
+    The encoder runs without dropout and behind ``stop_gradient``: it is a fixed feature
+    extractor (the optimizer must also leave it alone: the tagging family freezes ``bert``).
+    ``features`` is one of :data:`FEATURE_LAYERS`; "last four" means the last
+    ``min(4, num_layers)`` layers. A weighted sum is ELMo's scalar mix: softmax-normalised
+    weights (uniform at initialisation) times a learned scale.
+
+    Usage::
+
+        model = BertFeatureTagger(cfg, num_labels=9, features="concat_last_four")
+        logits = model.apply({"params": params}, ids, types, mask, deterministic=True)
+    """
+
+    cfg: BertConfig
+    num_labels: int
+    features: str = "concat_last_four"
+    lstm_size: int = 768
+    lstm_layers: int = 2
+    dropout: float = 0.1
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        if self.features not in FEATURE_LAYERS:
+            raise ValueError(
+                f"Unknown features {self.features!r}; choose one of {list(FEATURE_LAYERS)}."
+            )
+        enc = BertModel(self.cfg, name="bert")(
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            output_hidden_states=True,
+            deterministic=True,
+        )
+        states = [jax.lax.stop_gradient(h) for h in enc.hidden_states]
+        layers = states[1:]
+        last_four = layers[-4:]
+        if self.features == "embeddings":
+            x = states[0]
+        elif self.features == "second_to_last":
+            x = states[-2]
+        elif self.features == "last":
+            x = states[-1]
+        elif self.features == "concat_last_four":
+            x = jnp.concatenate(last_four, axis=-1)
+        else:
+            mixed = last_four if self.features == "sum_last_four" else layers
+            weights = self.param("layer_weights", nn.initializers.zeros_init(), (len(mixed),))
+            scale = self.param("layer_scale", nn.initializers.ones_init(), ())
+            weights = jax.nn.softmax(weights)
+            x = scale * sum(w * h for w, h in zip(weights, mixed, strict=True))
+
+        # The LSTMs read each row up to its length: the backward pass starts at the last real
+        # token, not at the padding.
+        lengths = (
+            jnp.full(input_ids.shape[:1], input_ids.shape[1])
+            if attention_mask is None
+            else attention_mask.sum(-1)
+        )
+        for i in range(self.lstm_layers):
+            x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+            x = BiLSTM(self.lstm_size, name=f"lstm_{i}")(x, lengths)
+        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        return dense(self.cfg, self.num_labels, (None, None), name="classifier")(x)
