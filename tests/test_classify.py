@@ -9,20 +9,16 @@ import csv
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from bert_jax import pretrained
 from bert_jax.models.bert import BertConfig
-from bert_jax.models.heads import BertForPreTraining
 from bert_jax.tasks import Features, get_family, own_data
-from bert_jax.tokenizers import train_sentencepiece
+from tests.tiny_runs import run_main, tiny_checkpoint
 
 ROOT = pathlib.Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
@@ -272,35 +268,26 @@ def test_example_files_read_back_clean(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def init_checkpoint(tmp_path_factory):
-    """A random tiny BERT with a SentencePiece vocabulary of the example reviews."""
+def example_files(tmp_path_factory):
+    """Generated example files, and a random tiny BERT with a vocabulary of their reviews."""
     root = tmp_path_factory.mktemp("init")
     data_dir = own_data.write_example_files(root / "data", num_train=64, num_dev=32, num_test=16)
     with open(data_dir / "train.csv", newline="") as f:
         texts = [row["review"] for row in csv.DictReader(f)]
-    tokenizer = train_sentencepiece(texts, str(root / "spm"), vocab_size=128)
-    tokenizer.save(str(root / "tokenizer"))
-    cfg = BertConfig.from_name("tiny", vocab_size=128, max_position_embeddings=32)
-    params = BertForPreTraining(cfg).init(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
-    pretrained.save(root / "ckpt", cfg, jax.device_get(params), root / "tokenizer")
-    return str(root / "ckpt"), data_dir
+    return tiny_checkpoint(root, texts), data_dir
 
 
 @pytest.mark.slow
-def test_own_data_fine_tune_end_to_end(init_checkpoint, tmp_path):
-    checkpoint, data_dir = init_checkpoint
-    cmd = [
-        sys.executable, "-m", "bert_jax.main", "--config=configs/classify.py:model=tiny",
-        f"--workdir={tmp_path}", f"--config.init_checkpoint={checkpoint}",
+def test_own_data_fine_tune_end_to_end(example_files, tmp_path):
+    checkpoint, data_dir = example_files
+    run_main(
+        "configs/classify.py:model=tiny", tmp_path, f"--config.init_checkpoint={checkpoint}",
         "--config.data_source=files", f"--config.data_dir={data_dir}",
         "--config.text_columns=review", "--config.label_column=sentiment",
         "--config.metrics=f1,accuracy", "--config.labels=negative,positive",
         "--config.max_seq_length=32", "--config.batch_size=16", "--config.num_epochs=1",
         "--config.log_every_steps=2",
-    ]  # fmt: skip
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    )  # fmt: skip
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "dev/dev/f1" in r]
     assert [r["step"] for r in evals] == [4] and 0 <= evals[0]["dev/dev/accuracy"] <= 1

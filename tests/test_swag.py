@@ -9,9 +9,7 @@ accuracy against sklearn; one end-to-end run of configs/swag.py through bert_jax
 import csv
 import functools
 import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import jax
@@ -22,15 +20,16 @@ import torch
 import transformers
 from sklearn.metrics import accuracy_score
 
-from bert_jax import interop, pretrained
+from bert_jax import interop
 from bert_jax.data.synthetic import _SHARED, _TOPICS, _pluralize, synthetic_documents
 from bert_jax.models.bert import BertConfig
-from bert_jax.models.heads import BertForMultipleChoice, BertForPreTraining
+from bert_jax.models.heads import BertForMultipleChoice
 from bert_jax.tasks import Features, get_family, swag
 from bert_jax.tasks.multiple_choice import ChoiceRows
-from bert_jax.tokenizers import WordPiece, train_sentencepiece
+from bert_jax.tokenizers import WordPiece
 from tests.test_interop import ATOL, randomise_
 from tests.test_squad import _write_vocab
+from tests.tiny_runs import run_main, tiny_checkpoint
 
 ROOT = pathlib.Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
@@ -242,27 +241,17 @@ def test_config_refuses_tfds_by_name(tmp_path):
 @pytest.fixture(scope="module")
 def init_checkpoint(tmp_path_factory):
     """A random tiny BERT with a SentencePiece vocabulary of the synthetic corpus."""
-    root = tmp_path_factory.mktemp("init")
     texts = (" ".join(d) for d in synthetic_documents(300, seed=0))
-    tokenizer = train_sentencepiece(texts, str(root / "spm"), vocab_size=128)
-    tokenizer.save(str(root / "tokenizer"))
-    cfg = BertConfig.from_name("tiny", vocab_size=128, max_position_embeddings=32)
-    params = BertForPreTraining(cfg).init(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
-    pretrained.save(root / "ckpt", cfg, jax.device_get(params), root / "tokenizer")
-    return str(root / "ckpt")
+    return tiny_checkpoint(tmp_path_factory.mktemp("init"), texts)
 
 
 @pytest.mark.slow
 def test_swag_fine_tune_end_to_end(init_checkpoint, tmp_path):
-    cmd = [
-        sys.executable, "-m", "bert_jax.main", "--config=configs/swag.py:model=tiny",
-        f"--workdir={tmp_path}", f"--config.init_checkpoint={init_checkpoint}",
+    run_main(
+        "configs/swag.py:model=tiny", tmp_path, f"--config.init_checkpoint={init_checkpoint}",
         "--config.synthetic_train_examples=64", "--config.max_seq_length=24",
         "--config.num_epochs=1", "--config.log_every_steps=2",
-    ]  # fmt: skip
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    )  # fmt: skip
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "dev/accuracy" in r] == [4]  # 64 examples / batch 16
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
