@@ -19,6 +19,9 @@ Families: ``classification`` (GLUE and a researcher's own files;
 and ``multiple_choice`` (SWAG; :mod:`bert_jax.tasks.multiple_choice`). A family's dataset code
 lives beside it (``glue.py``, ``own_data.py``, ``squad.py``, ``swag.py``).
 
+Token tagging (CoNLL-2003 NER, any CoNLL-format files) is ``tagging``
+(:mod:`bert_jax.tasks.tagging`, its data side in ``conll.py``).
+
 Usage::
 
     family = get_family(config)              # config.family selects it
@@ -123,7 +126,7 @@ class Family(Protocol):
     ) -> list[str]: ...
 
 
-FAMILIES = ("classification", "span", "multiple_choice")
+FAMILIES = ("classification", "span", "multiple_choice", "tagging")
 
 
 def get_family(config: mlc.ConfigDict) -> Family:
@@ -144,4 +147,8 @@ def get_family(config: mlc.ConfigDict) -> Family:
         from bert_jax.tasks.multiple_choice import MultipleChoice
 
         return MultipleChoice(config)
+    if config.family == "tagging":
+        from bert_jax.tasks.tagging import Tagging
+
+        return Tagging(config)
     raise ValueError(f"Unknown config.family {config.family!r}; valid families: {FAMILIES}.")
