@@ -5,10 +5,8 @@ layer's hidden states (against transformers) and one small end-to-end run of eac
 import dataclasses
 import functools
 import json
-import os
 import pathlib
 import random
-import subprocess
 import sys
 
 import jax
@@ -20,12 +18,13 @@ import transformers
 from seqeval.metrics import classification_report
 
 from bert_jax import interop, optim, pretrained, sweep
-from bert_jax.models.bert import BertConfig, BertModel, to_layer_layout
-from bert_jax.models.heads import FEATURE_LAYERS, BertFeatureTagger, BertForPreTraining
+from bert_jax.models.bert import BertModel, to_layer_layout
+from bert_jax.models.heads import FEATURE_LAYERS, BertFeatureTagger
 from bert_jax.tasks import conll
 from bert_jax.tasks.tagging import Tagging
-from bert_jax.tokenizers import SPECIAL_TOKENS, WordPiece, train_sentencepiece
+from bert_jax.tokenizers import SPECIAL_TOKENS, WordPiece
 from tests.test_interop import HF_CONFIGS, make_batch, randomise_, torch_inputs
+from tests.tiny_runs import run_main, tiny_checkpoint
 
 ROOT = pathlib.Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
@@ -377,13 +376,7 @@ def init_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("ner_init")
     data = conll.write_synthetic_conll(root / "conll", num_train_documents=50)
     texts = [" ".join(s.words) for s in conll.read_split(data, "train").sentences]
-    tokenizer = train_sentencepiece(texts, str(root / "spm"), vocab_size=128)
-    tokenizer.save(str(root / "tokenizer"))
-    cfg = BertConfig.from_name("tiny", vocab_size=128, max_position_embeddings=32)
-    init = jax.jit(BertForPreTraining(cfg).init)  # compiled once: faster than op by op
-    params = init(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
-    pretrained.save(root / "ckpt", cfg, jax.device_get(params), root / "tokenizer")
-    return str(root / "ckpt")
+    return tiny_checkpoint(root, texts)
 
 
 @pytest.mark.slow
@@ -393,14 +386,8 @@ def test_end_to_end(init_checkpoint, tmp_path, mode):
         f"init_checkpoint={init_checkpoint} synthetic_train_documents=24 num_epochs=2 "
         "batch_size=16 max_seq_length=32 doc_stride=16 feature.lstm_size=16 feature.lstm_layers=1"
     )
-    cmd = [
-        *(sys.executable, "-m", "bert_jax.main", f"--config=configs/ner.py:mode={mode},model=tiny"),
-        f"--workdir={tmp_path}",
-        *(f"--config.{o}" for o in overrides.split()),
-    ]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    config = f"configs/ner.py:mode={mode},model=tiny"
+    run_main(config, tmp_path, *(f"--config.{o}" for o in overrides.split()))
 
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     dev = [r for r in rows if "dev/f1" in r]
