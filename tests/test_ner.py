@@ -101,6 +101,28 @@ def test_reader_iob2_layout_and_errors(tmp_path):
         conll.check_types(dev, conll.entity_types(split), given=False)
 
 
+def test_own_files_through_the_family(tmp_path):
+    """A researcher's files: labels from training or given; another tag column; no test file."""
+    (tmp_path / "train.txt").write_text("Ann NNP B-NP B-PER\nruns VBZ B-VP O\n")
+    (tmp_path / "valid.txt").write_text("Bob NNP B-NP B-PER\n")
+    config = ner_config.get_config("mode=finetune,model=tiny")
+    with config.unlocked():
+        config.data_source, config.data_dir = "conll", str(tmp_path)
+    family = Tagging(config)
+    with pytest.raises(FileNotFoundError, match="test.txt exists.*predict_test=False"):
+        family.load(config, str(tmp_path))
+    config.predict_test = False
+    assert set(family.load(config, str(tmp_path))) == {"train", "dev"}
+    assert family.labels == ["O", "B-PER", "I-PER"]
+    config.entity_types = "PER, LOC"
+    family.load(config, str(tmp_path))
+    assert family.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    config.entity_types, config.tag_column = "", 2  # chunking instead of NER
+    splits = family.load(config, str(tmp_path))
+    assert family.labels == ["O", "B-NP", "I-NP", "B-VP", "I-VP"]
+    assert splits["train"].sentences[0].tags == ["B-NP", "B-VP"]
+
+
 def test_load_tfds_mock(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=5):

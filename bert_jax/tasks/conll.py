@@ -409,6 +409,8 @@ def featurize(
         raise ValueError(f"Unknown context {context!r}; use one of {CONTEXTS}.")
     if max_seq_length < 3:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room between [CLS] and [SEP].")
+    if doc_stride < 1:
+        raise ValueError(f"doc_stride={doc_stride}: windows must move on; use 1 or more tokens.")
     label_ids = None if labels is None else {name: i for i, name in enumerate(labels)}
     pieces: dict[str, list[int]] = {}  # words repeat: tokenize each once
     units = split.documents if context == "document" else [[s] for s in split.sentences]
@@ -441,7 +443,7 @@ def featurize(
         positions = 1 + first_arr - starts[word_window]  # after [CLS]
         word_rows.append(n_rows + word_window)
         word_positions.append(positions)
-        token_ids = np.array(ids, np.int32)
+        token_ids, label_arr = np.array(ids, np.int32), np.array(word_labels, np.int32)
         for w, (start, length) in enumerate(spans):
             row = np.full(max_seq_length, tokenizer.pad_id, np.int32)
             row[0], row[1 : 1 + length], row[1 + length] = (
@@ -456,7 +458,7 @@ def featurize(
             if label_ids is not None:
                 target = np.full(max_seq_length, -1, np.int32)
                 here = word_window == w
-                target[positions[here]] = np.array(word_labels)[here]
+                target[positions[here]] = label_arr[here]
                 rows["labels"].append(target)
         n_rows += len(spans)
 

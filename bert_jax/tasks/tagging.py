@@ -97,6 +97,11 @@ class Tagging:
                 )
             else:
                 data_dir = config.data_dir
+            if "test" in wanted:  # a researcher's data may have no test file
+                try:
+                    conll.split_path(data_dir, "test")
+                except FileNotFoundError as e:
+                    raise FileNotFoundError(f"{e} No test set: --config.predict_test=False.") from e
             splits = {s: conll.read_split(data_dir, s, scheme, config.tag_column) for s in wanted}
 
         given = [t.strip() for t in config.entity_types.split(",") if t.strip()]
