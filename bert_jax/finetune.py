@@ -31,6 +31,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from bert_jax import checkpoints, optim, pretrained
+from bert_jax.data import buckets
 from bert_jax.metrics import MetricWriter, Progress
 from bert_jax.models.bert import BertConfig
 from bert_jax.sharding import make_mesh, replicated, use_mesh
@@ -63,42 +64,86 @@ def local_rows(global_rows: np.ndarray) -> np.ndarray:
     return global_rows[start : start + per_process]
 
 
-def train_batch(arrays, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """The local rows of the global batch of ``step``: a fresh shuffle every epoch, from the seed.
+class TrainBatches:
+    """This process's rows of the global batch of every step, cut to its bucket's length.
 
-    Being a function of the step alone, it makes resumption exact without any iterator state.
+    Each epoch is a fresh shuffle from ``(seed, epoch)`` drawn within length buckets
+    (:func:`bert_jax.data.buckets.train_plan`; one bucket of ``max_seq_length`` when bucketing
+    is off). Being a function of the step alone, it makes resumption exact, mid-epoch included,
+    without any iterator state.
     """
-    n = len(arrays["input_ids"])
-    steps_per_epoch = n // batch_size
-    epoch, i = divmod(step, steps_per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    rows = local_rows(order[i * batch_size : (i + 1) * batch_size])
-    return {k: v[rows] for k, v in arrays.items()}
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, lengths: tuple[int, ...],
+                 seed: int):  # fmt: skip
+        self.arrays, self.batch_size, self.buckets, self.seed = arrays, batch_size, lengths, seed
+        self.max_seq_length = lengths[-1]
+        self.row_lengths = buckets.row_lengths(arrays)
+        self.steps_per_epoch = len(self.row_lengths) // batch_size
+        self._epoch_plan: tuple[int, buckets.Plan] | None = None
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if self._epoch_plan is None or self._epoch_plan[0] != epoch:
+            plan = buckets.train_plan(
+                self.row_lengths, self.buckets, self.batch_size, self.seed, epoch
+            )
+            self._epoch_plan = (epoch, plan)
+        rows, length = self._epoch_plan[1][i]
+        rows = local_rows(rows)
+        return buckets.cut({k: v[rows] for k, v in self.arrays.items()}, length,
+                           self.max_seq_length)  # fmt: skip
 
 
 def predict(
-    predict_fn: Callable, params: Any, arrays: dict[str, np.ndarray], batch_size: int, mesh: Mesh
+    predict_fn: Callable,
+    params: Any,
+    arrays: dict[str, np.ndarray],
+    batch_size: int,
+    mesh: Mesh,
+    lengths: tuple[int, ...] | None = None,
+    token_outputs: tuple[str, ...] = (),
 ) -> Any:
-    """Model outputs (an array or a dict of them) for every row exactly once, on any number of
-    processes.
+    """Model outputs (an array or a dict of them) for every row exactly once, in row order, on any
+    number of processes.
 
-    The last partial batch is padded with zero-weight rows, which are dropped afterwards; every
-    process gets the outputs of the whole global batch.
+    With bucket ``lengths``, rows are batched by length and each batch is cut to its bucket
+    (:func:`bert_jax.data.buckets.eval_plan`); the outputs named in ``token_outputs`` (tokens
+    on axis 1) come back padded to ``max_seq_length`` with -inf, the logit of a position that was
+    not computed. A short last batch is filled with all-zero rows (weight 0), dropped afterwards;
+    every process gets the outputs of the whole global batch.
     """
+    max_seq_length = arrays["input_ids"].shape[-1]
     n = len(arrays["input_ids"])
-    padded = math.ceil(n / batch_size) * batch_size
-    outputs = []
-    for start in range(0, padded, batch_size):
-        rows = local_rows(np.arange(start, start + batch_size))
-        real = rows < n
+    if lengths is None or len(lengths) == 1:
+        plan = [(np.arange(i, min(i + batch_size, n)), max_seq_length)
+                for i in range(0, n, batch_size)]  # fmt: skip
+    else:
+        plan = buckets.eval_plan(buckets.row_lengths(arrays), lengths, batch_size)
+
+    def pad_tokens(key, x):
+        if key not in token_outputs or x.shape[1] == max_seq_length:
+            return x
+        widths = [(0, 0), (0, max_seq_length - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
+        return np.pad(x, widths, constant_values=-np.inf)
+
+    results = None
+    for rows, length in plan:
+        filled = local_rows(np.concatenate([rows, np.full(batch_size - len(rows), -1)]))
+        real = filled >= 0
         local = {
-            k: np.where(
-                real.reshape(-1, *[1] * (v.ndim - 1)), v[np.minimum(rows, n - 1)], 0
-            ).astype(v.dtype)
+            k: np.where(real.reshape(-1, *[1] * (v.ndim - 1)), v[filled], 0).astype(v.dtype)
             for k, v in arrays.items()
         }
-        outputs.append(jax.device_get(predict_fn(params, global_batch(local, mesh))))
-    return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outputs)
+        local = buckets.cut(local, length, max_seq_length)
+        out = jax.device_get(predict_fn(params, global_batch(local, mesh)))
+        out = jax.tree_util.tree_map_with_path(
+            lambda path, x: pad_tokens(getattr(path[0], "key", None) if path else None, x), out
+        )
+        if results is None:
+            results = jax.tree.map(lambda x: np.empty((n, *x.shape[1:]), x.dtype), out)
+        for result, x in zip(jax.tree.leaves(results), jax.tree.leaves(out), strict=True):
+            result[rows] = x[: len(rows)]
+    return results
 
 
 def _with_weights(features: Features) -> dict[str, np.ndarray]:
@@ -171,16 +216,28 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         name: family.featurize(name, split, tokenizer, config) for name, split in splits.items()
     }
     arrays = {name: _with_weights(f) for name, f in features.items()}
+    # Batches are cut to the shortest of these lengths that holds their rows.
+    lengths = (config.max_seq_length,)
+    if config.bucket_by_length:
+        lengths = buckets.bucket_lengths(config.length_buckets, config.max_seq_length)
+    token_outputs = getattr(family, "token_outputs", ())
 
     # --- Model, optimizer and sharded state.
     model = family.model(cfg)
-    predict_fn = _make_predict_fn(family, model, mesh, rules)
+    predict_batch = _make_predict_fn(family, model, mesh, rules)
+
+    def predict_split(params, split: str):
+        return predict(predict_batch, params, arrays[split], config.eval_batch_size, mesh,
+                       lengths, token_outputs)  # fmt: skip
+
     if family.predicted_by:
-        return _predict_only(config, family, init_params, features, splits, predict_fn, workdir)
-    n_train = len(arrays["train"]["input_ids"])
-    steps_per_epoch = n_train // config.batch_size
+        return _predict_only(family, init_params, predict_split, features, splits, mesh, workdir)
+    train_batches = TrainBatches(arrays["train"], config.batch_size, lengths, config.seed)
+    steps_per_epoch = train_batches.steps_per_epoch
     if steps_per_epoch == 0:
-        raise ValueError(f"{family.name} has {n_train} training rows, fewer than one batch.")
+        raise ValueError(
+            f"{family.name} has {len(features['train'])} training rows, fewer than one batch."
+        )
     total_steps = config.total_steps
     if total_steps < 0:
         total_steps = math.ceil(config.num_epochs * steps_per_epoch)
@@ -219,7 +276,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     def evaluate_dev(params) -> tuple[dict[str, float], dict[str, Any]]:
         dev, files = {}, {}
         for split in family.dev_splits:
-            outputs = predict(predict_fn, params, arrays[split], config.eval_batch_size, mesh)
+            outputs = predict_split(params, split)
             scores, files[split] = family.evaluate(split, splits[split], features[split], outputs)
             dev.update(scores)
         return dev, files
@@ -231,8 +288,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     pending = []
     try:
         while step < total_steps:
-            local = train_batch(arrays["train"], step, config.batch_size, config.seed)
-            state, metrics = train_step(state, global_batch(local, mesh))
+            state, metrics = train_step(state, global_batch(train_batches(step), mesh))
             pending.append(metrics)
             step += 1
             if step % config.log_every_steps == 0 or step == total_steps:
@@ -267,8 +323,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     if config.predict_test and family.test_splits:
         _, best_params = pretrained.load(os.path.join(workdir, checkpoints.BEST_DIR))
         best_params = jax.device_put(best_params, shardings.params)
-        _write_test_predictions(family, best_params, predict_fn, arrays, features, splits, config,
-                                mesh, workdir)  # fmt: skip
+        _write_test_predictions(family, best_params, predict_split, features, splits, workdir)
     results = {f"best/{k.removeprefix('dev/')}": v for k, v in best.items() if k != "step"}
     results["best_step"] = best["step"]
     checkpoints.write_results(workdir, results)
@@ -290,30 +345,25 @@ def _make_predict_fn(family: Family, model, mesh, rules):
     return predict_fn
 
 
-def _write_test_predictions(
-    family, params, predict_fn, arrays, features, splits, config, mesh, workdir
-):
+def _write_test_predictions(family, params, predict_split, features, splits, workdir):
     for split in family.test_splits:
         if split not in features:
             continue
-        outputs = predict(predict_fn, params, arrays[split], config.eval_batch_size, mesh)
+        outputs = predict_split(params, split)
         if jax.process_index() == 0:
             for path in family.write_test(split, splits[split], features[split], outputs, workdir):
                 logging.info("Wrote %s", path)
 
 
-def _predict_only(config, family, params, features, splits, predict_fn, workdir):
+def _predict_only(family, params, predict_split, features, splits, mesh, workdir):
     """A test-only split (GLUE's AX) predicted by a fine-tuned model (``init_checkpoint``)."""
-    mesh = make_mesh(config.mesh_shape)
     if "classifier" not in params:
         raise ValueError(
             f"{family.name} predicts with a fine-tuned {family.predicted_by} model: set "
             f"--config.init_checkpoint to a {family.predicted_by} fine-tuning workdir."
         )
     params = jax.device_put(params, replicated(mesh))
-    arrays = {name: _with_weights(f) for name, f in features.items()}
-    _write_test_predictions(family, params, predict_fn, arrays, features, splits, config, mesh,
-                            workdir)  # fmt: skip
+    _write_test_predictions(family, params, predict_split, features, splits, workdir)
     checkpoints.write_results(workdir, {"predicted": sum(len(f) for f in features.values())})
     return {}
 

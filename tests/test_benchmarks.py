@@ -57,6 +57,27 @@ def test_train_step_benchmark_reports_all_implementations():
     config = result["config"]
     assert config["tokens_per_step"] == 128 and config["torch_dtype"] == "float32"
     assert config["memory"]["process_max_rss_bytes"] > 0
+    # The step against this machine's own matmul rate, measured in the same run.
+    assert config["matmul_tflops"] > 0
+    bert_jax = result["bert_jax"]
+    assert bert_jax["of_matmul_rate"] == pytest.approx(bert_jax["tflops"] / config["matmul_tflops"])
+
+
+@pytest.mark.slow
+def test_finetune_benchmark_reports_padded_bucketed_and_torch():
+    result, stdout = _run(
+        "benchmarks.finetune", "--model=tiny", "--data=synthetic", "--examples=64",
+        "--batch=16", "--rounds=1", "--max_seq_length=64",
+    )  # fmt: skip
+    assert "bucketed" in stdout
+    for name in ("padded", "bucketed", "hf_torch"):
+        r = result[name]
+        assert r["examples_per_sec"] == pytest.approx(64 / r["epoch_s"][0])
+    ratios = result["ratios"]
+    assert ratios["bucketed_vs_padded"] == pytest.approx(
+        result["bucketed"]["examples_per_sec"] / result["padded"]["examples_per_sec"]
+    )
+    assert result["config"]["best_peer"] == "hf_torch" and 20 < result["config"]["tokens_mean"] < 35
 
 
 def test_input_pipeline_benchmark(tmp_path):

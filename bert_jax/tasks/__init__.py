@@ -91,6 +91,9 @@ class Family(Protocol):
     test_splits: tuple[str, ...]  # predicted with the best checkpoint (``write_test``)
     main_metric: str  # the metric of ``evaluate`` that picks the best checkpoint
     predicted_by: str | None  # set where the split is only predicted, by a fine-tuned model
+    # Optional (default ()): the outputs that run along the tokens (on axis 1). Evaluation cuts
+    # batches to their length bucket, and pads these back to max_seq_length with -inf.
+    token_outputs: tuple[str, ...]
     # Optional (the loop reads it with a default of ()): top-level parameter groups the optimizer
     # leaves untouched, with no update, no weight decay and no optimizer state (``optim.freeze``),
     # e.g. ("bert",) for the feature-based tagger's fixed encoder.

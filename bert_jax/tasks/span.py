@@ -38,6 +38,7 @@ class SpanExtraction:
     test_splits = ()  # SQuAD's test set is hidden; predictions.json of dev is what is scored
     main_metric = "dev/f1"
     predicted_by = None
+    token_outputs = ("start_logits", "end_logits")
 
     def __init__(self, config: mlc.ConfigDict):
         if config.version not in squad.VERSIONS:
