@@ -33,10 +33,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,6 +46,7 @@ from benchmarks import (
     command_line,
     format_table,
     hardware,
+    keras_peer,
     load_average,
     publish,
     real_data,
@@ -265,19 +264,11 @@ def run(
 
 
 def _keras_hub(python: str, model: str, arrays, batch: int, rounds: int) -> dict:
-    """The KerasHub figure from its own environment (``benchmarks/keras_finetune.py``)."""
-    data = os.path.join(real_data.cache_dir(), "keras_rows.npz")
-    np.savez(data, **arrays)
-    cmd = [python, "-m", "benchmarks.keras_finetune", f"--model={model}", f"--data={data}",
-           f"--batch={batch}", f"--rounds={rounds}", f"--pad_multiple={KERAS_PAD_MULTIPLE}",
-           f"--learning_rate={LEARNING_RATE}", f"--weight_decay={WEIGHT_DECAY}",
-           f"--clip_norm={CLIP_NORM}"]  # fmt: skip
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"KerasHub benchmark failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """The KerasHub figure from its own environment (``benchmarks/keras_peer.py``)."""
+    return keras_peer.measure(python, "classify", arrays, model=model, batch=batch,
+                              rounds=rounds, pad_multiple=KERAS_PAD_MULTIPLE,
+                              learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY,
+                              clip_norm=CLIP_NORM)  # fmt: skip
 
 
 def report(result: dict[str, Any], results_file: bool) -> None:

@@ -14,6 +14,12 @@ so that drift in the machine's speed hits all of them alike; every step is waite
   model does when used as documented.
 * ``hf_torch``: transformers' ``BertForPreTraining`` (SDPA attention, transformers' default) with
   ``torch.optim.AdamW``; on GPU in bf16 autocast when ``--dtype=bfloat16``, on CPU in float32.
+* ``keras_hub``: KerasHub's ``BertMaskedLM`` on JAX with Keras' AdamW, in KerasHub's own
+  environment (``--keras_python``, made by ``benchmarks/keras_env.sh``; see
+  ``benchmarks/keras_peer.py``), so it runs after the others rather than alternating with them.
+  KerasHub has no NSP head: it is compared with ``bert_jax_mlm``, bert_jax's MLM-only step (the
+  "No NSP" objective), which then joins the alternating steps. Its MLM head, like bert_jax's,
+  runs on the masked positions only.
 
 ``--full_head`` makes bert_jax compute its MLM head at every position too (same loss, the
 positions outside the mask weighted 0): the head's share of the speed-up. ``--no_prune`` makes
@@ -23,11 +29,14 @@ Usage::
 
     python -m benchmarks.train_step --model=base --seq=128 --batch=8 --dtype=float32
     python -m benchmarks.train_step --model=tiny --seq=32 --batch=4 --steps=2 --no_results_file
+    python -m benchmarks.train_step --peers=hf_flax,hf_torch,keras_hub \
+        --keras_python=.venv-keras/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import statistics
@@ -44,6 +53,7 @@ from benchmarks import (
     command_line,
     format_table,
     hardware,
+    keras_peer,
     load_average,
     publish,
     run_with_steady_malloc,
@@ -51,7 +61,7 @@ from benchmarks import (
 from bert_jax.metrics import device_peak_flops, training_flops_per_token
 from bert_jax.models.bert import VARIANTS, BertConfig
 
-PEERS = ("hf_flax", "hf_torch")
+PEERS = ("hf_flax", "hf_torch", "keras_hub")
 LEARNING_RATE, WEIGHT_DECAY, CLIP_NORM = 1e-4, 0.01, 1.0
 MASK_ID = 103  # [MASK] in BERT's uncased vocabulary; any id works for timing
 
@@ -120,7 +130,7 @@ def hf_config(cfg: BertConfig):
 Step = Callable[[], None]
 
 
-def bert_jax_step(cfg: BertConfig, batch: dict[str, np.ndarray]) -> Step:
+def bert_jax_step(cfg: BertConfig, batch: dict[str, np.ndarray], use_nsp: bool = True) -> Step:
     from bert_jax import optim
     from bert_jax.models.heads import BertForPreTraining
     from bert_jax.objectives import loss_denominators, make_loss_fn
@@ -139,7 +149,7 @@ def bert_jax_step(cfg: BertConfig, batch: dict[str, np.ndarray]) -> Step:
 
     state, shardings = create_train_state(init_params, tx, mesh, DEFAULT_RULES, seed=0)
     train_step = make_train_step(
-        make_loss_fn(model, use_nsp=True), loss_denominators, tx, shardings, mesh, DEFAULT_RULES
+        make_loss_fn(model, use_nsp=use_nsp), loss_denominators, tx, shardings, mesh, DEFAULT_RULES
     )
     inputs = global_batch({k: v for k, v in batch.items() if k != "labels"}, mesh)
 
@@ -249,6 +259,7 @@ def hf_torch_step(cfg: BertConfig, batch: dict[str, np.ndarray]) -> Step:
 
 BUILDERS: dict[str, Callable[[BertConfig, dict[str, np.ndarray]], Step]] = {
     "bert_jax": bert_jax_step,
+    "bert_jax_mlm": functools.partial(bert_jax_step, use_nsp=False),  # against keras_hub
     "hf_flax": hf_flax_step,
     "hf_torch": hf_torch_step,
 }
@@ -300,18 +311,24 @@ def run(
     dtype: str = "float32",
     steps: int = 5,
     warmup: int = 2,
-    peers: Sequence[str] = PEERS,
+    peers: Sequence[str] = ("hf_flax", "hf_torch"),
     predictions: int = 20,
     full_head: bool = False,
     scan_layers: bool = False,
     remat: str = "none",
     attention_impl: str | None = "xla",
     prune_last_layer: bool = True,
+    keras_python: str | None = None,
 ) -> dict[str, Any]:
     """Times every implementation; returns the result object that ``main`` prints as JSON."""
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
         raise ValueError(f"Unknown peers {unknown}; choose from {list(PEERS)}.")
+    if "keras_hub" in peers and not keras_python:
+        raise ValueError(
+            "keras_hub runs in its own environment: pass --keras_python=PATH/bin/python "
+            "(made by benchmarks/keras_env.sh), or leave keras_hub out of --peers."
+        )
     if steps < 1 or warmup < 1:
         raise ValueError(
             f"--steps={steps} and --warmup={warmup} must be >= 1 (the first compiles)."
@@ -332,7 +349,9 @@ def run(
             f"--seq={seq} exceeds max_position_embeddings={cfg.max_position_embeddings}."
         )
     data = make_batch(cfg.vocab_size, batch, seq, predictions, full_head)
-    names = ["bert_jax", *[p for p in PEERS if p in peers]]
+    # In this process, alternating; keras_hub runs afterwards in its own environment.
+    names = ["bert_jax", *["bert_jax_mlm"] * ("keras_hub" in peers)]
+    names += [p for p in PEERS if p in peers and p != "keras_hub"]
     # Right before the steps, so that the machine is in the same state for both.
     matmul_flops = matmul_rate(batch * seq, cfg.hidden_size, cfg.intermediate_size, dtype)
 
@@ -352,6 +371,18 @@ def run(
         for name in names:
             times[name].append(_timed(steps_fns[name])[1])
 
+    if "keras_hub" in peers:
+        keras = keras_peer.measure(keras_python, "mlm", {
+            "token_ids": data["input_ids"], "segment_ids": data["token_type_ids"],
+            "padding_mask": data["attention_mask"].astype(bool),
+            "mask_positions": data["masked_positions"], "mask_ids": data["masked_ids"],
+            "mask_weights": data["masked_weights"],
+        }, model=model, dtype=dtype, steps=steps, warmup=warmup, learning_rate=LEARNING_RATE,
+           weight_decay=WEIGHT_DECAY, clip_norm=CLIP_NORM)  # fmt: skip
+        results["keras_hub"] = {k: keras[k] for k in ("setup_s", "compile_s")}
+        times["keras_hub"] = keras["step_times_s"]
+        names.append("keras_hub")
+
     tokens = batch * seq  # every row is full length
     model_flops = training_flops_per_token(cfg, seq, predictions / seq) * tokens
     head_everywhere = training_flops_per_token(cfg, seq, 1.0) * tokens
@@ -360,7 +391,10 @@ def run(
     peak = device_peak_flops()
     for name in names:
         t = statistics.median(times[name])
-        computed = head_everywhere if name != "bert_jax" or full_head else bert_jax_flops
+        computed = {"bert_jax": bert_jax_flops, "bert_jax_mlm": bert_jax_flops,
+                    "keras_hub": model_flops}.get(name, head_everywhere)  # fmt: skip
+        if full_head and name.startswith("bert_jax"):
+            computed = head_everywhere
         results[name].update(
             step_time_s=t,
             step_times_s=times[name],
@@ -374,9 +408,11 @@ def run(
             # The step's model FLOP/s as a fraction of what this machine's matmuls reach.
             of_matmul_rate=model_flops / t / matmul_flops,
         )
+    # KerasHub has no NSP: it is compared with bert_jax's MLM-only step.
+    ours = {p: "bert_jax_mlm" if p == "keras_hub" else "bert_jax" for p in PEERS if p in names}
     ratios = {
-        f"vs_{p}": results["bert_jax"]["tokens_per_sec"] / results[p]["tokens_per_sec"]
-        for p in names[1:]
+        f"vs_{p}": results[mine]["tokens_per_sec"] / results[p]["tokens_per_sec"]
+        for p, mine in ours.items()
     }
 
     accelerator = None if jax.devices()[0].platform == "cpu" else jax.devices()[0].device_kind
@@ -388,6 +424,8 @@ def run(
         # One allocator for both JAX implementations: the peak is theirs together.
         stats = jax.devices()[0].memory_stats() or {}
         memory["jax_peak_bytes_in_use"] = stats.get("peak_bytes_in_use")
+    if "keras_hub" in names:
+        memory["keras_hub_process_max_rss_bytes"] = keras["max_rss_bytes"]
     torch_cuda = False
     if "hf_torch" in names:
         torch_cuda, torch_gpu = _torch_gpu()
@@ -426,7 +464,7 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def report(result: dict[str, Any], results_file: bool) -> None:
-    names = [n for n in BUILDERS if n in result]
+    names = [n for n in (*BUILDERS, "keras_hub") if n in result]
     rows = [
         [
             name,
@@ -460,10 +498,14 @@ def report(result: dict[str, Any], results_file: bool) -> None:
         "compile s",
     ]
     print(format_table(header, rows))
+    if "keras_hub" in result:
+        print("keras_hub: KerasHub's BertMaskedLM (no NSP head), in its own environment after "
+              "the others; its 'bert_jax x' is bert_jax_mlm's (MLM only) over it.")  # fmt: skip
     print(f"memory: {c['memory']}")
     if results_file:
         tps = {
-            n: _fmt(result[n]["tokens_per_sec"], ".0f") if n in result else "-" for n in BUILDERS
+            n: _fmt(result[n]["tokens_per_sec"], ".0f") if n in result else "-"
+            for n in ("bert_jax", "hf_flax", "hf_torch")
         }
         append_result(
             "Training step",
@@ -496,6 +538,22 @@ def report(result: dict[str, Any], results_file: bool) -> None:
                 _fmt(result["bert_jax"]["compile_s"], ".1f"),
             ],
         )
+        if "keras_hub" in result:
+            _append_keras_result(result)
+
+
+def _append_keras_result(result: dict[str, Any]) -> None:
+    c, mlm, keras = result["config"], result["bert_jax_mlm"], result["keras_hub"]
+    append_result(
+        "Training step, MLM only: bert_jax and KerasHub",
+        ["command", "hardware", "load", "bert_jax_mlm tok/s", "keras_hub tok/s", "vs keras_hub",
+         "bert_jax_mlm compile s", "keras_hub compile s", "keras_hub RSS GB"],
+        [f"`{command_line()}`", c["hardware"], f"{c['load_average_1m']:.2f}",
+         f"{mlm['tokens_per_sec']:.0f}", f"{keras['tokens_per_sec']:.0f}",
+         f"{result['ratios']['vs_keras_hub']:.2f}", f"{mlm['compile_s']:.1f}",
+         f"{keras['compile_s']:.1f}",
+         f"{c['memory']['keras_hub_process_max_rss_bytes'] / 1e9:.1f}"],
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -507,7 +565,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=5, help="timed steps of each implementation")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first compiles)")
     parser.add_argument(
-        "--peers", default=",".join(PEERS), help=f"comma-separated subset of {list(PEERS)}, or ''"
+        "--peers",
+        default="hf_flax,hf_torch",
+        help=f"comma-separated subset of {list(PEERS)}, or ''",
     )
     parser.add_argument("--predictions", type=int, default=20, help="masked positions per row")
     parser.add_argument("--full_head", action="store_true", help="bert_jax MLM head everywhere")
@@ -519,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--attention_impl", default="xla", help="bert_jax: xla, cudnn (GPU) or auto"
     )
+    parser.add_argument("--keras_python", help="keras_hub: the Python of KerasHub's environment")
     parser.add_argument("--no_results_file", action="store_true")
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
@@ -548,6 +609,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.remat,
         None if args.attention_impl == "auto" else args.attention_impl,
         not args.no_prune,
+        args.keras_python,
     )
     return publish(result, report, results_file=not args.no_results_file)
 

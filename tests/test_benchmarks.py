@@ -31,7 +31,15 @@ def _run(module: str, *args: str) -> tuple[dict, str]:
 
 
 @pytest.mark.slow
-def test_train_step_benchmark_reports_all_implementations():
+def test_train_step_benchmark_reports_all_implementations(tmp_path):
+    # KerasHub lives in its own environment, absent here: a stand-in Python that answers as
+    # benchmarks/keras_peer.py does checks the plumbing (its figure is set against the MLM-only
+    # bert_jax step). The real one: --keras_python=.venv-keras/bin/python.
+    keras_python = tmp_path / "python"
+    answer = {"setup_s": 1.0, "compile_s": 2.0, "step_times_s": [0.5, 0.25, 0.5],
+              "step_time_s": 0.5, "max_rss_bytes": 10**9}  # fmt: skip
+    keras_python.write_text(f"#!/bin/sh\necho '{json.dumps(answer)}'\n")
+    keras_python.chmod(0o755)
     result, stdout = _run(
         "benchmarks.train_step",
         "--model=tiny",
@@ -40,9 +48,16 @@ def test_train_step_benchmark_reports_all_implementations():
         "--steps=2",
         "--warmup=1",
         "--predictions=5",
+        "--peers=hf_flax,hf_torch,keras_hub",
+        f"--keras_python={keras_python}",
     )
-    assert "hf_torch" in stdout  # the human table comes first
-    for name in ("bert_jax", "hf_flax", "hf_torch"):
+    assert "hf_torch" in stdout and "no NSP head" in stdout  # the human table comes first
+    assert result["keras_hub"]["tokens_per_sec"] == 4 * 32 / 0.5
+    assert result["ratios"]["vs_keras_hub"] == pytest.approx(
+        result["bert_jax_mlm"]["tokens_per_sec"] / result["keras_hub"]["tokens_per_sec"]
+    )
+    assert result["config"]["memory"]["keras_hub_process_max_rss_bytes"] == 10**9
+    for name in ("bert_jax", "bert_jax_mlm", "hf_flax", "hf_torch"):
         r = result[name]
         assert r["tokens_per_sec"] > 0 and r["step_time_s"] > 0 and r["tflops"] > 0
         assert len(r["step_times_s"]) == 2
@@ -78,6 +93,14 @@ def test_finetune_benchmark_reports_padded_bucketed_and_torch():
         result["bucketed"]["examples_per_sec"] / result["padded"]["examples_per_sec"]
     )
     assert result["config"]["best_peer"] == "hf_torch" and 20 < result["config"]["tokens_mean"] < 35
+
+
+def test_keras_hub_needs_its_environment():
+    from benchmarks import finetune, train_step
+
+    for run in (train_step.run, finetune.run):
+        with pytest.raises(ValueError, match="--keras_python=PATH/bin/python"):
+            run(peers=["keras_hub"])
 
 
 def test_input_pipeline_benchmark(tmp_path):
