@@ -14,7 +14,10 @@ Output (format of a record: `bert_jax.data.pretraining.serialize_row`):
   DIR/tokenizer/                                         the tokenizer (tokenizer.save)
   DIR/seq{L}/{train,eval}-{shard:05d}-of-{num_shards:05d}.array_record   unpadded, unmasked pairs
   DIR/summary-{shard:05d}-of-{num_shards:05d}.json       counts (documents, sentences, instances,
-                                                         tokens, cleaning events)
+                                                         tokens, cleaning events), each file's
+                                                         records, bytes and sha256, and the
+                                                         arguments (written last: a shard without
+                                                         it was cut short)
 
 Memory stays bounded: documents are tokenized and turned into pairs in buffers of
 --buffer_documents documents (per split), so a random next segment comes from another document of
@@ -49,10 +52,12 @@ import argparse
 import dataclasses
 import glob
 import hashlib
+import inspect
 import itertools
 import json
 import os
 import re
+import shlex
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -256,6 +261,8 @@ def prepare(
         >>> summary["instances"]["128"]["train"] > 0
         True
     """
+    arguments = {k: v for k, v in locals().items() if k not in ("output", "tokenizer")}
+    arguments["max_seq_lengths"] = list(max_seq_lengths)
     inputs = {"input": input, "tfds": tfds, "synthetic": synthetic}
     if sum(v is not None for v in inputs.values()) != 1:
         raise ValueError("Pass exactly one of --input, --tfds, --synthetic.")
@@ -405,6 +412,17 @@ def prepare(
             }
             for length in num_tokens
         },
+        # What a training run checks its shards against (bert_jax.faults.check_prepared).
+        "files": {
+            f"seq{length}/{split}-{shard_name}.array_record": _file_record(
+                os.path.join(output, f"seq{length}", f"{split}-{shard_name}.array_record"),
+                num_rows[str(length)][split],
+            )
+            for length in max_seq_lengths
+            for split in SPLITS
+        },
+        # How to write this shard again (shard_command), should one of its files be damaged.
+        "arguments": {k: v for k, v in arguments.items() if v != _DEFAULTS[k]},
         "cleaning": dataclasses.asdict(counts),
         "tokenizer": tokenizer_dir,
         "vocab_size": tokenizer.vocab_size,
@@ -418,9 +436,56 @@ def prepare(
             "buffer_documents": buffer_documents,
         },
     }
-    with open(os.path.join(output, f"summary-{shard_name}.json"), "w") as f:
+    path = os.path.join(output, f"summary-{shard_name}.json")
+    with open(path + ".tmp", "w") as f:
         json.dump(summary, f, indent=2)
+    os.replace(path + ".tmp", path)  # never half a summary: its presence marks a finished shard
     return summary
+
+
+_VOCABULARY_ARGUMENTS = (
+    "vocab",
+    "lower_case",
+    "vocab_dir",
+    "spm_vocab_size",
+    "spm_sample_sentences",
+)
+_ARGUMENT_ORDER = list(inspect.signature(prepare).parameters)
+_DEFAULTS = {
+    name: list(p.default) if isinstance(p.default, tuple) else p.default
+    for name, p in inspect.signature(prepare).parameters.items()
+}
+
+
+def _file_record(path: str, records: int) -> dict[str, Any]:
+    sha256 = hashlib.sha256()
+    with open(path, "rb") as f:  # just written: read back from the page cache
+        while chunk := f.read(1 << 20):
+            sha256.update(chunk)
+    return {"records": records, "bytes": os.path.getsize(path), "sha256": sha256.hexdigest()}
+
+
+def shard_command(output: str, arguments: dict[str, Any], shard_index: int) -> str:
+    """The command that writes shard ``shard_index`` of ``output`` again, from the ``arguments``
+    of a summary: the same input and settings, with the tokenizer already saved in ``output``.
+
+    >>> shard_command("/d", {"synthetic": 30, "num_shards": 2}, 1).split()[4:]
+    ['--synthetic=30', '--vocab_dir=/d/tokenizer', '--num_shards=2', '--shard_index=1']
+    """
+    arguments = {**arguments, "shard_index": shard_index}
+    for vocabulary in _VOCABULARY_ARGUMENTS:  # the saved tokenizer replaces them
+        arguments.pop(vocabulary, None)
+    arguments = {"vocab_dir": os.path.join(output, "tokenizer"), **arguments}
+    arguments = {k: arguments[k] for k in sorted(arguments, key=_ARGUMENT_ORDER.index)}
+    flags = [f"--output={shlex.quote(output)}"]
+    for key, value in arguments.items():
+        if key == "max_seq_lengths":
+            flags.append(f"--max_seq_length={','.join(map(str, value))}")
+        elif value is True:
+            flags.append(f"--{key}")
+        elif value is not None and value is not False:
+            flags.append(f"--{key}={shlex.quote(str(value))}")
+    return "python -m bert_jax.prepare " + " ".join(flags)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
