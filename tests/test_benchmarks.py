@@ -95,6 +95,26 @@ def test_finetune_benchmark_reports_padded_bucketed_and_torch():
     assert result["config"]["best_peer"] == "hf_torch" and 20 < result["config"]["tokens_mean"] < 35
 
 
+@pytest.mark.slow
+def test_gpu_script_runs_every_step_at_tiny_sizes():
+    """benchmarks/gpu.sh --smoke: the GPU measurement's commands, each run at tiny sizes here."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu.sh", "--smoke"],
+        cwd=ROOT,
+        env={**env, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    steps, finetune = results[:3], results[3:]
+    assert [r["config"]["seq"] for r in steps] == [32, 32, 64] and len(finetune) == 1
+    assert all(r["ratios"]["vs_hf_torch"] > 0 for r in steps)
+    assert finetune[0]["ratios"]["bucketed_vs_hf_torch"] > 0
+
+
 def test_keras_hub_needs_its_environment():
     from benchmarks import finetune, train_step
 
