@@ -305,7 +305,9 @@ def report(result: dict[str, Any], results_file: bool) -> None:
         )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's arguments (``benchmarks/gpu.sh --dry_run``'s commands are checked
+    with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="base")
     parser.add_argument("--max_seq_length", type=int, default=128)
@@ -319,7 +321,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="synthetic: random ids with the snippets' length distribution (no download)",
     )  # fmt: skip
     parser.add_argument("--no_results_file", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
     os.environ["USE_TF"] = "0"  # transformers: no TensorFlow import (6 s, 660 MB)
     result = run(
         args.model,

@@ -18,6 +18,7 @@
 #   bash benchmarks/gpu.sh --wheels     # here, once: download the missing wheels into .whl/
 #   bash benchmarks/gpu.sh              # on the GPU machine
 #   bash benchmarks/gpu.sh --smoke      # every step at tiny sizes on any machine, no results
+#   bash benchmarks/gpu.sh --dry_run    # print the commands only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
@@ -34,10 +35,11 @@ if [[ "${1:-}" == "--wheels" ]]; then
   exit 0
 fi
 
-smoke=0
+smoke=0 dry_run=0
 [[ "${1:-}" == "--smoke" ]] && smoke=1
+[[ "${1:-}" == "--dry_run" ]] && dry_run=1
 
-if [[ -d .whl ]] && ls .whl/*.whl > /dev/null 2>&1 && [[ $smoke == 0 ]]; then
+if [[ -d .whl ]] && ls .whl/*.whl > /dev/null 2>&1 && [[ $smoke == 0 && $dry_run == 0 ]]; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
@@ -52,7 +54,7 @@ if [[ $smoke == 1 ]]; then
   finetune=(--model=tiny --examples=64 --batch=16 --rounds=1 --max_seq_length=64)
   extra=(--no_results_file)
 else
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  [[ $dry_run == 1 ]] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   base=(--model=base --seq=128 --batch=64 --steps=10 --warmup=3 --dtype=bfloat16)
   large=(--model=large --seq=512 --batch=16 --steps=5 --warmup=2 --dtype=bfloat16)
   cudnn=cudnn
@@ -61,8 +63,8 @@ else
 fi
 
 run() {
-  echo "+ $*"
-  "$python" -m "$@" "${extra[@]}"
+  echo "+ python -m $* ${extra[*]}"
+  [[ $dry_run == 1 ]] || "$python" -m "$@" "${extra[@]}"
 }
 
 run benchmarks.train_step "${base[@]}" --peers=hf_torch --attention_impl=xla
@@ -70,6 +72,6 @@ run benchmarks.train_step "${base[@]}" --peers=hf_torch --attention_impl="$cudnn
 run benchmarks.train_step "${large[@]}" --peers=hf_torch --attention_impl="$cudnn"
 run benchmarks.finetune "${finetune[@]}" --data=synthetic --peers=hf_torch
 
-if [[ -n "${OUT:-}" && $smoke == 0 ]]; then
+if [[ -n "${OUT:-}" && $smoke == 0 && $dry_run == 0 ]]; then
   cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
 fi

@@ -556,7 +556,9 @@ def _append_keras_result(result: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's arguments (``benchmarks/gpu.sh --dry_run``'s commands are checked
+    with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="base", choices=list(VARIANTS))
     parser.add_argument("--seq", type=int, default=128)
@@ -581,7 +583,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--keras_python", help="keras_hub: the Python of KerasHub's environment")
     parser.add_argument("--no_results_file", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
     peers = [p for p in args.peers.split(",") if p]
     # transformers decides which frameworks exist when first imported: Flax on for the Flax peer
     # (the test suite's environment turns it off), TensorFlow off (6 s and 660 MB to import).

@@ -95,24 +95,21 @@ def test_finetune_benchmark_reports_padded_bucketed_and_torch():
     assert result["config"]["best_peer"] == "hf_torch" and 20 < result["config"]["tokens_mean"] < 35
 
 
-@pytest.mark.slow
-def test_gpu_script_runs_every_step_at_tiny_sizes():
-    """benchmarks/gpu.sh --smoke: the GPU measurement's commands, each run at tiny sizes here."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    proc = subprocess.run(
-        ["bash", "benchmarks/gpu.sh", "--smoke"],
-        cwd=ROOT,
-        env={**env, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    steps, finetune = results[:3], results[3:]
-    assert [r["config"]["seq"] for r in steps] == [32, 32, 64] and len(finetune) == 1
-    assert all(r["ratios"]["vs_hf_torch"] > 0 for r in steps)
-    assert finetune[0]["ratios"]["bucketed_vs_hf_torch"] > 0
+def test_gpu_script_commands_parse():
+    """benchmarks/gpu.sh --dry_run prints the GPU measurement's commands; each parses. (Run
+    here in full at tiny sizes with ``bash benchmarks/gpu.sh --smoke``: minutes, not in CI.)"""
+    import importlib
+    import shlex
+
+    proc = subprocess.run(["bash", "benchmarks/gpu.sh", "--dry_run"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    commands = [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line[:2] == "+ "]
+    assert [c[2] for c in commands] == ["benchmarks.train_step"] * 3 + ["benchmarks.finetune"]
+    dtypes = []
+    for command in commands:
+        args = importlib.import_module(command[2]).parse(command[3:])
+        dtypes.append(getattr(args, "dtype", None))
+    assert dtypes == ["bfloat16"] * 3 + [None]
 
 
 def test_keras_hub_needs_its_environment():
