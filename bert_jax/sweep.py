@@ -25,6 +25,17 @@ Afterwards, or alone with ``--tabulate_only``, it writes into SWEEP_DIR: results
 results.csv (a row per run and a row per setting, the overrides without the seed, with mean ±
 sample std over seeds and the best setting marked), plot_<field>.png (the metric against each
 swept numeric field) and loss_curves.png.
+
+Pipelines. ``get_sweep`` may instead return a :class:`Pipeline`: rows to pretrain (each once),
+and fine-tuning stages, each a Sweep with its own grid and restarts, run from every pretrained
+model (``--config.init_checkpoint=SWEEP_DIR/<row>/pretrain``) once that pretraining has finished.
+The table is the paper's: a row per setting, a column per task (the grid setting best on dev,
+mean ± std over its restarts) plus pretraining metrics (results.md, results.csv, results.png),
+each stage's grid tabulated in its own directory. ``--extra=STAGE:ARG`` passes ARG to one stage
+only (``pretrain:--config.data.data_dir=...``); the paper's ablation tables are pipelines:
+
+  python -m bert_jax.sweep --sweep=configs/ablations/masking.py:model=tiny \
+    --sweep_dir=/tmp/table8 --parallel=2
 """
 
 from __future__ import annotations
@@ -220,7 +231,7 @@ def resolve_config(config: str) -> str:
     return f"{resolve_path(path)}{sep}{arg}"
 
 
-def load_sweep(spec: str) -> Sweep:
+def load_sweep(spec: str) -> Sweep | Pipeline:
     """Loads ``path/to/sweep.py[:arg]`` and calls its ``get_sweep(arg)``."""
     path, _, arg = spec.partition(":")
     path = resolve_path(path)
@@ -232,8 +243,10 @@ def load_sweep(spec: str) -> Sweep:
     if not hasattr(module, "get_sweep"):
         raise AttributeError(f"Sweep file {path} defines no get_sweep(arg) -> Sweep.")
     sweep = module.get_sweep(arg or None)
-    if not isinstance(sweep, Sweep):
-        raise TypeError(f"get_sweep in {path} returned {type(sweep).__name__}, not a Sweep.")
+    if not isinstance(sweep, Sweep | Pipeline):
+        raise TypeError(
+            f"get_sweep in {path} returned {type(sweep).__name__}, not a Sweep or a Pipeline."
+        )
     return sweep
 
 
@@ -298,6 +311,17 @@ def is_finished(sweep_dir: str | Path, run: Run) -> bool:
     return (Path(sweep_dir) / run.name / RESULTS_FILE).exists()
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A command to run: ``name`` (its workdir relative to the sweep directory), the workdir, and
+    the job that must succeed before it starts (a pipeline's fine-tuning waits for pretraining)."""
+
+    name: str
+    command: Sequence[str]
+    workdir: Path
+    after: str | None = None
+
+
 def _execute(command: Sequence[str], workdir: Path) -> str | None:
     """Runs ``command`` with its output in ``workdir/log.txt``; returns why it failed, or None."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -317,6 +341,70 @@ def _execute(command: Sequence[str], workdir: Path) -> str | None:
     return None
 
 
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    launcher: str = "local",
+    parallel: int = 1,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Runs ``jobs``, ``parallel`` at a time, each once the job it waits for has succeeded;
+    returns ``{job name: why it failed}``.
+
+    A failed job does not stop the others; the jobs waiting for it are skipped and reported. With
+    ``dry_run`` (or the ``print`` launcher) it only echoes the commands, in order.
+    """
+    if parallel < 1:
+        raise ValueError(f"--parallel must be at least 1, got {parallel}.")
+    if launcher == "tpu_vm" and parallel != 1:
+        raise ValueError(
+            "--launcher=tpu_vm runs one run at a time on its TPU VM: use --parallel=1."
+        )
+    if dry_run or launcher == "print":
+        for job in jobs:
+            echo(shlex.join(job.command))
+        return {}
+
+    def one(job: Job) -> tuple[str | None, float]:
+        start = time.monotonic()
+        return _execute(job.command, job.workdir), time.monotonic() - start
+
+    names = {job.name for job in jobs}
+    waiting: dict[str, list[Job]] = {}
+    failed, done = {}, 0
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        running = {}
+        for job in jobs:
+            if job.after in names:
+                waiting.setdefault(job.after, []).append(job)
+            else:
+                running[pool.submit(one, job)] = job
+        while running:
+            finished, _ = concurrent.futures.wait(
+                running, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in finished:
+                job = running.pop(future)
+                error, seconds = future.result()
+                done += 1
+                status = f"FAILED ({error})" if error else "done"
+                echo(f"[{done}/{len(jobs)}] {job.name}: {status} in {seconds:.0f}s")
+                followers = waiting.pop(job.name, [])
+                if error:
+                    failed[job.name] = error
+                    # Transitively: whatever waits for a skipped job is skipped too.
+                    while followers:
+                        follower = followers.pop()
+                        failed[follower.name] = f"skipped: {job.name} failed"
+                        followers += waiting.pop(follower.name, [])
+                        done += 1
+                        echo(f"[{done}/{len(jobs)}] {follower.name}: skipped ({job.name} failed)")
+                for follower in followers:
+                    running[pool.submit(one, follower)] = follower
+    return failed
+
+
 def launch(
     sweep: Sweep,
     sweep_dir: str | Path,
@@ -334,36 +422,15 @@ def launch(
     With ``dry_run`` (or the ``print`` launcher) it only echoes the commands. A failed run does
     not stop the others.
     """
-    if parallel < 1:
-        raise ValueError(f"--parallel must be at least 1, got {parallel}.")
-    if launcher == "tpu_vm" and parallel != 1:
-        raise ValueError(
-            "--launcher=tpu_vm runs one run at a time on its TPU VM: use --parallel=1."
-        )
     runs = sweep.runs()
     todo = [r for r in runs if not is_finished(sweep_dir, r)]
     echo(f"{len(runs)} runs, {len(runs) - len(todo)} finished already, {len(todo)} to run.")
     kwargs = dict(launcher=launcher, trainer=trainer, extra=extra, remote_dir=remote_dir)
-    commands = {r.name: run_command(sweep, r, sweep_dir, **kwargs) for r in todo}
-    if dry_run or launcher == "print":
-        for command in commands.values():
-            echo(shlex.join(command))
-        return {}
-
-    def one(name: str) -> tuple[str, str | None, float]:
-        start = time.monotonic()
-        return name, _execute(commands[name], Path(sweep_dir) / name), time.monotonic() - start
-
-    failed = {}
-    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        futures = [pool.submit(one, name) for name in commands]
-        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            name, error, seconds = future.result()
-            status = f"FAILED ({error})" if error else "done"
-            echo(f"[{done}/{len(commands)}] {name}: {status} in {seconds:.0f}s")
-            if error:
-                failed[name] = error
-    return failed
+    jobs = [
+        Job(r.name, run_command(sweep, r, sweep_dir, **kwargs), Path(sweep_dir) / r.name)
+        for r in todo
+    ]
+    return run_jobs(jobs, launcher=launcher, parallel=parallel, dry_run=dry_run, echo=echo)
 
 
 # ----------------------------------------------------------------------------- tabulating
@@ -624,6 +691,439 @@ def tabulate(sweep: Sweep, sweep_dir: str | Path) -> Setting | None:
     return best
 
 
+# ------------------------------------------------------------------------------ pipelines
+
+PRETRAIN_DIR = "pretrain"
+# A --extra=STAGE:ARG goes to one stage of a pipeline only ("pretrain" for pretraining).
+_STAGE_EXTRA = re.compile(r"^([A-Za-z_][\w.+-]*):(-.*)$")
+
+Metric = str | Callable[[Mapping[str, float]], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A row of a pipeline's table: a pretraining setting and what its fine-tuning runs add.
+
+    Rows with the same ``pretrain`` overrides share one pretraining run: the paper's "+ BiLSTM"
+    row fine-tunes the "LTR & No NSP" model with a BiLSTM on top.
+
+    Attributes:
+      label: the row's name in the table, e.g. "No NSP" or "3/768/12".
+      pretrain: overrides of the pretraining config.
+      finetune: overrides of every fine-tuning run of the row (they are part of the run names).
+      paper: the paper's number for each column, shown in a table of their own.
+    """
+
+    label: str
+    pretrain: Mapping[str, Value] = dataclasses.field(default_factory=dict)
+    finetune: Mapping[str, Value] = dataclasses.field(default_factory=dict)
+    paper: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def pretrain_name(self) -> str:
+        """The directory of the row's pretraining (and of its fine-tuning stages)."""
+        return run_name(self.pretrain)
+
+    @property
+    def finetune_name(self) -> str:
+        return run_name(self.finetune) if self.finetune else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A fine-tuning stage: every pretrained model of a pipeline fine-tuned over ``sweep``.
+
+    The sweep gives the config, the grid with its seed axis (the restarts) and the dev metric
+    (a results.json key); the pipeline adds ``init_checkpoint`` and the row's fine-tuning fields.
+    As the paper's protocol has it, the column shows the grid setting best on dev (mean over
+    restarts), as mean ± std over its restarts.
+
+    Attributes:
+      column: the table's column, e.g. "MNLI-m".
+      sweep: the fine-tuning grid.
+      name: the stage's directory under each pretraining run; default ``column`` made safe.
+      scale: the metric is shown times this (100 shows a fraction in percent, as the paper).
+    """
+
+    column: str
+    sweep: Sweep
+    name: str = ""
+    scale: float = 1.0
+
+    def __post_init__(self):
+        if not self.name:
+            name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", self.column).strip("_")
+            object.__setattr__(self, "name", name)
+        if not re.match(r"^[A-Za-z0-9_.+-]+$", self.name) or self.name == PRETRAIN_DIR:
+            raise ValueError(f"Stage name {self.name!r} is not a usable directory name.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """Pretrain every row once, then fine-tune each pretrained model on every stage.
+
+    Workdirs: ``SWEEP_DIR/<row's pretraining overrides>/pretrain`` and, for each stage,
+    ``SWEEP_DIR/<row's pretraining overrides>/<stage>/<row's fine-tuning overrides + grid point>``,
+    started with ``--config.init_checkpoint=<the pretraining workdir>`` once that has finished.
+
+    Attributes:
+      config: the pretraining config, ``CONFIG_PATH:ARG``.
+      rows: the table's rows (:class:`Row`).
+      stages: the fine-tuning stages (:class:`Stage`), a column each.
+      columns: pretraining metrics shown: column -> results.json key, or a function of the
+        pretraining run's results (e.g. the perplexity from ``eval/mlm_loss``).
+      base_overrides: fields set in every pretraining run, not part of the directory names.
+      init_field: the fine-tuning field that receives the pretraining workdir.
+
+    Example::
+
+        Pipeline("configs/pretrain.py:model=tiny",
+                 [Row("BERT", {"nsp": True}), Row("No NSP", {"nsp": False})],
+                 [Stage("MRPC acc", Sweep("configs/glue.py:task=mrpc,model=tiny",
+                                          [{"learning_rate": [1e-4]}, {"seed": [0, 1]}],
+                                          metric="best/dev/accuracy"), scale=100)])
+    """
+
+    config: str
+    rows: Sequence[Row]
+    stages: Sequence[Stage]
+    columns: Mapping[str, Metric] = dataclasses.field(
+        default_factory=lambda: {"MLM acc": "eval/mlm_accuracy"}
+    )
+    base_overrides: Mapping[str, Value] = dataclasses.field(default_factory=dict)
+    init_field: str = "init_checkpoint"
+
+    def __post_init__(self):
+        object.__setattr__(self, "rows", tuple(self.rows))
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if not self.rows:
+            raise ValueError("A Pipeline needs at least one Row.")
+        if not self.config.partition(":")[0].endswith(".py"):
+            raise ValueError(f"Pipeline config {self.config!r} is not of the form 'path.py[:arg]'.")
+        for what, names in (
+            ("row labels", [r.label for r in self.rows]),
+            ("rows (pretrain, finetune)", [(r.pretrain_name, r.finetune_name) for r in self.rows]),
+            ("stage names", [s.name for s in self.stages]),
+            ("columns", [*self.columns, *(s.column for s in self.stages)]),
+        ):
+            if repeated := sorted(str(n) for n, k in collections.Counter(names).items() if k > 1):
+                raise ValueError(f"Pipeline {what} must be distinct; repeated: {repeated}.")
+        for stage in self.stages:
+            if self.init_field in {*stage.sweep.fields, *stage.sweep.base_overrides}:
+                raise ValueError(
+                    f"Stage {stage.name} sets {self.init_field}: the pipeline sets it to the "
+                    "pretraining workdir."
+                )
+
+    def pretrain_sweep(self, row: Row) -> Sweep:
+        """The row's pretraining as a one-run sweep (its run is named by the overrides)."""
+        axes = [{field: [value]} for field, value in row.pretrain.items()]
+        return Sweep(self.config, axes, metric="", base_overrides=self.base_overrides)
+
+    def stage_sweep(self, row: Row, stage: Stage, init_checkpoint: str = "") -> Sweep:
+        """The row's fine-tuning grid of ``stage``, started from ``init_checkpoint``."""
+        s = stage.sweep
+        return dataclasses.replace(
+            s,
+            axes=[*({field: [value]} for field, value in row.finetune.items()), *s.axes],
+            base_overrides={**s.base_overrides, self.init_field: init_checkpoint},
+        )
+
+    def pretrainings(self) -> dict[str, Row]:
+        """The distinct pretraining runs, by directory name, each with its first row."""
+        firsts: dict[str, Row] = {}
+        for row in self.rows:
+            firsts.setdefault(row.pretrain_name, row)
+        return firsts
+
+
+def stage_extra(extra: Sequence[str], stage: str) -> list[str]:
+    """The ``--extra`` arguments for one stage: the unprefixed ones and those of ``STAGE:``."""
+    out = []
+    for arg in extra:
+        if m := _STAGE_EXTRA.match(arg):
+            if m[1] == stage:
+                out.append(m[2])
+        else:
+            out.append(arg)
+    return out
+
+
+def _check_stage_extra(pipeline: Pipeline, extra: Sequence[str]) -> None:
+    names = {PRETRAIN_DIR, *(s.name for s in pipeline.stages)}
+    for arg in extra:
+        if (m := _STAGE_EXTRA.match(arg)) and m[1] not in names:
+            raise ValueError(f"--extra={arg}: no stage {m[1]!r}; the stages are {sorted(names)}.")
+
+
+def validate_pipeline(pipeline: Pipeline, extra: Sequence[str] = ()) -> None:
+    """:func:`validate` for every pretraining run and every fine-tuning grid of the pipeline."""
+    _check_stage_extra(pipeline, extra)
+    for row in pipeline.pretrainings().values():
+        validate(pipeline.pretrain_sweep(row), stage_extra(extra, PRETRAIN_DIR))
+    for row in pipeline.rows:
+        for stage in pipeline.stages:
+            init = str(Path(row.pretrain_name) / PRETRAIN_DIR)
+            validate(pipeline.stage_sweep(row, stage, init), stage_extra(extra, stage.name))
+
+
+def launch_pipeline(
+    pipeline: Pipeline,
+    sweep_dir: str | Path,
+    *,
+    launcher: str = "local",
+    parallel: int = 1,
+    trainer: Sequence[str] = DEFAULT_TRAINER,
+    extra: Sequence[str] = (),
+    remote_dir: str | None = None,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Runs the pipeline's unfinished runs; returns ``{run: why it failed}`` (runs named by their
+    workdirs relative to ``sweep_dir``).
+
+    A fine-tuning run starts once its pretraining has finished; when that fails, the row's
+    fine-tuning runs are skipped and reported, and the other rows go on.
+    """
+    _check_stage_extra(pipeline, extra)
+    sweep_dir = Path(sweep_dir)
+    remote = (remote_dir or "").rstrip("/")
+    jobs, total = [], 0
+
+    def add(sweep: Sweep, run: Run, parent: str, stage: str, after: str | None = None) -> None:
+        nonlocal total
+        total += 1
+        if not is_finished(sweep_dir / parent, run):
+            command = run_command(
+                sweep,
+                run,
+                sweep_dir / parent,
+                launcher=launcher,
+                trainer=trainer,
+                extra=stage_extra(extra, stage),
+                remote_dir=remote and f"{remote}/{parent}",
+            )
+            jobs.append(Job(f"{parent}/{run.name}", command, sweep_dir / parent / run.name, after))
+
+    for pre_name, first in pipeline.pretrainings().items():
+        pretraining = Run(PRETRAIN_DIR, first.pretrain)
+        add(pipeline.pretrain_sweep(first), pretraining, pre_name, PRETRAIN_DIR)
+        pretrain_job = f"{pre_name}/{PRETRAIN_DIR}"
+        # On a TPU VM the pretraining workdir is the remote one (tpu_vm.sh passes its mount).
+        local = str(sweep_dir / pretrain_job)
+        init = f"{remote}/{pretrain_job}" if launcher == "tpu_vm" else local
+        for row in (r for r in pipeline.rows if r.pretrain_name == pre_name):
+            for stage in pipeline.stages:
+                sweep = pipeline.stage_sweep(row, stage, init)
+                for run in sweep.runs():
+                    add(sweep, run, f"{pre_name}/{stage.name}", stage.name, after=pretrain_job)
+    echo(f"{total} runs, {total - len(jobs)} finished already, {len(jobs)} to run.")
+    return run_jobs(jobs, launcher=launcher, parallel=parallel, dry_run=dry_run, echo=echo)
+
+
+@dataclasses.dataclass
+class Cell:
+    """A fine-tuning entry of a pipeline's table: the grid setting best on dev, its mean ± std
+    over restarts (scaled as the stage says)."""
+
+    mean: float  # NaN until a run has finished
+    std: float  # sample std over the best setting's restarts; NaN for one
+    n: int  # finished restarts of the best setting
+    best: str  # the best setting's name
+    finished: int  # finished runs of the whole grid
+    runs: int
+    note: str = ""  # why there is no number yet
+
+    def text(self) -> str:
+        if not self.finished:
+            return self.note
+        text = _fmt_mean_std(self.mean, self.std)
+        return text if self.finished == self.runs else f"{text} ({self.finished}/{self.runs} runs)"
+
+
+@dataclasses.dataclass
+class TableRow:
+    """A row of a pipeline's table."""
+
+    row: Row
+    status: str  # of the pretraining: finished, failed, not finished
+    values: dict[str, float]  # pretraining column -> value
+    cells: dict[str, Cell]  # stage column -> entry
+
+
+def _fmt_mean_std(mean: float, std: float = math.nan) -> str:
+    """As the paper prints: 84.4 (± 0.3), small values with three decimals (0.691, 3.124)."""
+    if math.isnan(mean):
+        return ""
+    digits = 1 if abs(mean) >= 10 else 3
+    text = f"{mean:.{digits}f}"
+    return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
+
+
+def _column_value(column: str, metric: Metric, results: Mapping[str, float]) -> float:
+    try:
+        return float(metric(results) if callable(metric) else results[metric])
+    except KeyError as e:
+        raise ValueError(
+            f"Pretraining column {column!r} needs {e} in {RESULTS_FILE} (it has {sorted(results)})."
+        ) from e
+
+
+def summarize_pipeline(
+    pipeline: Pipeline, sweep_dir: str | Path, failed: Mapping[str, str] | None = None
+) -> list[TableRow]:
+    """The table's rows from the runs' results.json; each stage's grid is also tabulated and
+    plotted in its own directory (SWEEP_DIR/<pretraining>/<stage>/results.md, ...).
+
+    ``failed``: the failures of this launch (:func:`launch_pipeline`), to say why a row has no
+    fine-tuning numbers.
+    """
+    failed = failed or {}
+    sweep_dir = Path(sweep_dir)
+    table = []
+    for row in pipeline.rows:
+        pre_dir = sweep_dir / row.pretrain_name
+        pretrain_failed = f"{row.pretrain_name}/{PRETRAIN_DIR}" in failed
+        results = read_results(pre_dir, Run(PRETRAIN_DIR, row.pretrain))
+        status = "finished" if results else "failed" if pretrain_failed else "not finished"
+        values = {}
+        if results is not None:
+            values = {c: _column_value(c, m, results) for c, m in pipeline.columns.items()}
+        cells = {}
+        for stage in pipeline.stages:
+            sweep, stage_dir = pipeline.stage_sweep(row, stage), pre_dir / stage.name
+            runs = {r.name: read_results(stage_dir, r) for r in sweep.runs()}
+            finished = sum(r is not None for r in runs.values())
+            if not finished:
+                note = "skipped: pretraining failed" if pretrain_failed else "not run"
+                cells[stage.column] = Cell(math.nan, math.nan, 0, "", 0, len(runs), note)
+                continue
+            keys, settings, best = summarize(sweep, runs)
+            write_tables(sweep, stage_dir, runs, keys, settings, best)
+            plot_metric(sweep, stage_dir, settings)
+            plot_loss_curves(sweep, stage_dir)
+            mean, std = (stage.scale * v[sweep.metric] for v in (best.mean, best.std))
+            cells[stage.column] = Cell(mean, std, best.n, best.name, finished, len(runs))
+        table.append(TableRow(row, status, values, cells))
+    return table
+
+
+def pipeline_markdown(pipeline: Pipeline, table: Sequence[TableRow]) -> list[str]:
+    """The table as the paper's: a row per setting, a column per metric."""
+    header = ["", *pipeline.columns, *(s.column for s in pipeline.stages)]
+    rows = []
+    for t in table:
+        values = [_fmt_mean_std(t.values[c]) if t.values else t.status for c in pipeline.columns]
+        rows.append([t.row.label, *values, *(t.cells[s.column].text() for s in pipeline.stages)])
+    return _markdown_table(header, rows)
+
+
+def write_pipeline_tables(
+    pipeline: Pipeline, sweep_dir: str | Path, table: Sequence[TableRow]
+) -> None:
+    """SWEEP_DIR/results.md and results.csv: the table, the paper's, and where each number is."""
+    sweep_dir = Path(sweep_dir)
+    stages = ", ".join(f"{s.column} (`{s.sweep.config}`)" for s in pipeline.stages)
+    md = [
+        f"# Pretraining `{pipeline.config}`, then fine-tuning: {stages}",
+        "",
+        "Each fine-tuning column: the grid setting best on dev (mean over its restarts), as mean "
+        "± sample std over those restarts. Pretraining columns: the pretraining run's "
+        f"`{RESULTS_FILE}`.",
+        "",
+        *pipeline_markdown(pipeline, table),
+    ]
+    columns = [*pipeline.columns, *(s.column for s in pipeline.stages)]
+    if any(t.row.paper for t in table):
+        md += ["", "## The paper's numbers", ""]
+        md += _markdown_table(
+            ["", *columns],
+            [[t.row.label, *(_fmt(t.row.paper.get(c, math.nan)) for c in columns)] for t in table],
+        )
+    md += ["", "## Runs", ""]
+    md += _markdown_table(
+        ["", "pretraining", *(s.column for s in pipeline.stages)],
+        [
+            [
+                t.row.label,
+                f"`{t.row.pretrain_name}/{PRETRAIN_DIR}`: {t.status}",
+                *(
+                    f"`{t.row.pretrain_name}/{s.name}/`: best `{c.best}` (n={c.n}), "
+                    f"{c.finished}/{c.runs} runs finished"
+                    if (c := t.cells[s.column]).finished
+                    else c.note
+                    for s in pipeline.stages
+                ),
+            ]
+            for t in table
+        ],
+    )
+    (sweep_dir / "results.md").write_text("\n".join(md) + "\n")
+
+    header = ["row", "pretrain", "finetune", "pretraining", *pipeline.columns]
+    for s in pipeline.stages:
+        header += [s.column, f"{s.column}/std", f"{s.column}/n", f"{s.column}/best"]
+        header += [f"{s.column}/finished", f"{s.column}/runs"]
+    with open(sweep_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, header, restval="")
+        writer.writeheader()
+        for t in table:
+            out = {"row": t.row.label, "pretrain": t.row.pretrain_name, "pretraining": t.status}
+            out["finetune"] = t.row.finetune_name
+            out.update(t.values)
+            for s in pipeline.stages:
+                c = t.cells[s.column]
+                out[f"{s.column}/finished"], out[f"{s.column}/runs"] = c.finished, c.runs
+                if c.finished:
+                    out[s.column] = c.mean
+                    out[f"{s.column}/std"] = "" if math.isnan(c.std) else c.std
+                    out[f"{s.column}/n"], out[f"{s.column}/best"] = c.n, c.best
+                else:
+                    out[s.column] = c.note
+            writer.writerow(out)
+
+
+def plot_pipeline(
+    pipeline: Pipeline, sweep_dir: str | Path, table: Sequence[TableRow]
+) -> Path | None:
+    """SWEEP_DIR/results.png: a panel per column, a bar per row (fine-tuning: ± std)."""
+    panels = [(c, [(t.values.get(c, math.nan), math.nan) for t in table]) for c in pipeline.columns]
+    for s in pipeline.stages:
+        panels.append((s.column, [(t.cells[s.column].mean, t.cells[s.column].std) for t in table]))
+    panels = [(c, v) for c, v in panels if not all(math.isnan(m) for m, _ in v)]
+    if not panels:
+        return None
+    plt = _pyplot()
+    labels = [t.row.label for t in table]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(2.6 * len(panels) + 1.5, 0.4 * len(labels) + 1.5), squeeze=False
+    )
+    for i, (ax, (column, values)) in enumerate(zip(axes[0], panels, strict=True)):
+        drawn = [(y, m, 0.0 if math.isnan(e) else e) for y, (m, e) in enumerate(values)]
+        ys, means, errors = zip(*[d for d in drawn if not math.isnan(d[1])], strict=True)
+        ax.barh(ys, means, xerr=errors, capsize=3, color=f"C{i % 10}")
+        ax.set_ylim(len(labels) - 0.5, -0.5)  # the table's order, top to bottom
+        ax.set_yticks(range(len(labels)), labels if i == 0 else [""] * len(labels))
+        ax.set_title(column, fontsize="small")
+    fig.tight_layout()
+    path = Path(sweep_dir) / "results.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def tabulate_pipeline(
+    pipeline: Pipeline, sweep_dir: str | Path, failed: Mapping[str, str] | None = None
+) -> list[TableRow]:
+    """Writes results.md, results.csv and results.png into ``sweep_dir`` (and each stage's
+    grid tables into its directory); returns the table's rows."""
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    table = summarize_pipeline(pipeline, sweep_dir, failed)
+    write_pipeline_tables(pipeline, sweep_dir, table)
+    plot_pipeline(pipeline, sweep_dir, table)
+    return table
+
+
 # ---------------------------------------------------------------------------- entry point
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file, PATH.py[:ARG], defining get_sweep(arg).")
@@ -649,11 +1149,12 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError("--sweep and --sweep_dir are required.")
     sweep = load_sweep(_SWEEP.value)
     sweep_dir = Path(_SWEEP_DIR.value)
+    pipeline = isinstance(sweep, Pipeline)
     failed = {}
     if not _TABULATE_ONLY.value:
         if _VALIDATE.value:
-            validate(sweep, _EXTRA.value)
-        failed = launch(
+            (validate_pipeline if pipeline else validate)(sweep, _EXTRA.value)
+        failed = (launch_pipeline if pipeline else launch)(
             sweep,
             sweep_dir,
             launcher=_LAUNCHER.value,
@@ -665,10 +1166,15 @@ def main(argv: Sequence[str]) -> None:
         )
         if _DRY_RUN.value or _LAUNCHER.value == "print":
             return
-    best = tabulate(sweep, sweep_dir)
-    print(f"Tables and plots in {sweep_dir}.")
-    if best:
+    if pipeline:
+        table = tabulate_pipeline(sweep, sweep_dir, failed)
+        print("\n".join(pipeline_markdown(sweep, table)))
+        print(f"Tables and plots in {sweep_dir}.")
+    elif best := tabulate(sweep, sweep_dir):
+        print(f"Tables and plots in {sweep_dir}.")
         print(f"Best setting: {best.name}: {_mean_std(best, sweep.metric)} (n={best.n})")
+    else:
+        print(f"Tables and plots in {sweep_dir}.")
     if failed:
         print(
             f"{len(failed)} run(s) failed:\n" + "\n".join(f"  {n}: {e}" for n, e in failed.items())
