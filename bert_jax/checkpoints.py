@@ -18,9 +18,13 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import shutil
+import time
 from typing import Any
 
 import grain.checkpoint
@@ -30,7 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from bert_jax import pretrained
+from bert_jax import faults, pretrained
 from bert_jax.models.bert import BertConfig, to_layer_layout
 
 TOKENIZER_DIR = "tokenizer"  # every run keeps the tokenizer it used in WORKDIR/tokenizer
@@ -44,6 +48,9 @@ RESUMABLE_CHANGES = (
     "max_checkpoints_to_keep",
     "init_checkpoint",
     "data.eval_batches",
+    "allow_data_change",
+    "keep_going_on_save_error",
+    "data.verify_checksums",
 )
 
 
@@ -181,24 +188,161 @@ class _Snapshot:
         return self._state
 
 
-class Checkpointer:
-    """orbax CheckpointManager over ``WORKDIR/checkpoints`` with state and data-iterator items."""
+class SaveError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a failing filesystem)."""
 
-    def __init__(self, workdir: str, max_to_keep: int, async_save: bool = True):
+
+def _disk_full(error: BaseException | None) -> bool:
+    """ENOSPC or EDQUOT, as an OSError or in tensorstore's message, anywhere in the chain."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _megabytes(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB ({int(n):,} bytes)"
+
+
+class Checkpointer:
+    """orbax CheckpointManager over ``WORKDIR/checkpoints`` with state and data-iterator items,
+    and the fingerprint of the data the run reads (``bert_jax.faults``).
+
+    A save that fails (now, or in the background: reported at the next save or at ``close``)
+    raises :class:`SaveError` naming the directory, the bytes a checkpoint needs and the last
+    committed step, which stays restorable; with ``keep_going_on_save_error`` it is logged and the
+    next save tries again.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        max_to_keep: int,
+        async_save: bool = True,
+        keep_going_on_save_error: bool = False,
+        data_fingerprint: dict | None = None,
+    ):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
+        self.keep_going_on_save_error = keep_going_on_save_error
+        self.data_fingerprint = data_fingerprint
+        # Leftovers of saves that never committed (a kill, a full disk) are removed: the run
+        # holds the workdir (bert_jax.faults.hold_workdir), so none of them is in flight.
+        self._options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=async_save,
+            create=True,
+            cleanup_tmp_directories=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(self.directory, options=self._options)
+        self._in_flight: int | None = None  # the step of a save not known to be committed
+        self._bytes = 0  # what a checkpoint of the train state takes
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state, data_iterator=None, force: bool = False) -> bool:
+        self._finish_in_flight()
         items = {"state": ocp.args.StandardSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(_Snapshot(data_iterator))
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        if self.data_fingerprint is not None:
+            items["data_fingerprint"] = ocp.args.JsonSave(self.data_fingerprint)
+        self._bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+        try:
+            saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        except Exception as e:
+            self._save_failed(step, e)
+            return False
+        self._in_flight = step
+        return saved
+
+    def _finish_in_flight(self) -> None:
+        step, self._in_flight = self._in_flight, None
+        if step is not None:
+            try:
+                self.manager.wait_until_finished()
+            except Exception as e:
+                self._save_failed(step, e)
+
+    def _save_failed(self, step: int, error: Exception) -> None:
+        first_line = (str(error).strip().splitlines() or ["?"])[0][:300]
+        cause = "no space left on device" if _disk_full(error) else f"{type(error).__name__}: "
+        cause += "" if _disk_full(error) else first_line
+        try:
+            free = f" and {_megabytes(shutil.disk_usage(self.directory).free)} are free there"
+        except OSError:
+            free = ""
+        last = self.manager.latest_step()  # orbax has forgotten the failed step
+        kept = (
+            f"The last committed checkpoint, {self.directory}/{last}, is intact"
+            if last is not None
+            else "No checkpoint was committed before it"
+        )
+        message = (
+            f"Checkpoint step {step} could not be saved in {self.directory} ({cause}). A "
+            f"checkpoint of this run needs about {_megabytes(self._bytes)}{free}. {kept}."
+        )
+        if not self.keep_going_on_save_error:
+            raise SaveError(
+                f"{message} Free space there (or lower --config.max_checkpoints_to_keep) and "
+                "re-run the same command to resume from it. The run stops rather than train on "
+                "without checkpoints; --config.keep_going_on_save_error=True trains on and tries "
+                "again at every checkpoint step."
+            ) from error
+        logging.error("%s Training goes on (keep_going_on_save_error) and saves again at the "
+                      "next checkpoint step.", message)  # fmt: skip
+        with contextlib.suppress(Exception):  # the old manager keeps re-raising the failure
+            self.manager.close()
+        self.manager = ocp.CheckpointManager(self.directory, options=self._options)
+
+    def committed(self) -> str:
+        """Where a run that stops now resumes from: for error messages."""
+        with contextlib.suppress(SaveError):
+            self._finish_in_flight()
+        last = self.manager.latest_step()
+        if last is None:
+            return "No checkpoint is committed yet: re-running starts from the beginning."
+        return (
+            f"The last committed checkpoint, {self.directory}/{last}, is intact: re-run the same "
+            "command to resume from it."
+        )
+
+    def check_same_data(self, step: int | None, allow_change: bool) -> None:
+        """Refuses to resume from ``step`` on other data than its checkpoint was reading, unless
+        ``allow_change`` (then the change is logged and recorded in WORKDIR/data_changes.jsonl).
+
+        Raises:
+          faults.DataError: listing what differs, with the way out.
+        """
+        if not step or self.data_fingerprint is None:
+            return
+        try:
+            restore = ocp.args.Composite(data_fingerprint=ocp.args.JsonRestore())
+            recorded = self.manager.restore(step, args=restore)["data_fingerprint"]
+        except KeyError:
+            logging.info("Checkpoint %d records no data fingerprint: not compared.", step)
+            return
+        changes = faults.data_changes(recorded, self.data_fingerprint)
+        if not changes:
+            return
+        listed = "; ".join(changes[:8]) + (f"; {len(changes) - 8} more" if changes[8:] else "")
+        workdir = os.path.dirname(self.directory)
+        if not allow_change:
+            raise faults.DataError(
+                f"{self.directory}/{step} was reading other data than this run would: {listed}. "
+                "Resume on the data it was reading (put it back), or, to go on with this data on "
+                "purpose, re-run with --config.allow_data_change=True (recorded in "
+                f"{workdir}/data_changes.jsonl)."
+            )
+        logging.warning("Resuming step %d on changed data (allow_data_change): %s", step, listed)
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "data_changes.jsonl"), "a") as f:
+                record = {"step": step, "time": time.time(), "changes": changes}
+                f.write(json.dumps(record) + "\n")
 
     def restore(self, step: int, abstract_state, data_iterator=None):
         """Restores the state onto the shardings of ``abstract_state``; the iterator in place."""
@@ -219,8 +363,21 @@ class Checkpointer:
         return self.manager.reached_preemption(step)
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for the save in flight; raises :class:`SaveError` if it failed."""
+        try:
+            self._finish_in_flight()
+        finally:
+            with contextlib.suppress(Exception):  # after a failed save, it re-raises the failure
+                self.manager.close()
+
+
+def latest_committed_step(workdir: str) -> int | None:
+    """The last committed step of another run's workdir, read without touching anything."""
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return None
+    options = ocp.CheckpointManagerOptions(read_only=True)
+    return ocp.CheckpointManager(directory, options=options).latest_step()
 
 
 def load_init_checkpoint(path: str) -> tuple[BertConfig, dict, str]:
@@ -244,7 +401,7 @@ def load_init_checkpoint(path: str) -> tuple[BertConfig, dict, str]:
                     f"init_checkpoint {path} is a fine-tuning workdir without best/ parameters "
                     "yet; let its run evaluate once, or start from its pretrained checkpoint."
                 )
-    step = Checkpointer(path, max_to_keep=1).latest_step() if os.path.exists(config_file) else None
+    step = latest_committed_step(path) if os.path.exists(config_file) else None
     if step is None:
         raise FileNotFoundError(
             f"init_checkpoint {path} is neither a converted checkpoint (model_config.json, "

@@ -87,6 +87,11 @@ def base_config() -> mlc.ConfigDict:
     c.checkpoint_every_steps = 1000
     c.max_checkpoints_to_keep = 3
     c.init_checkpoint = mlc.FieldReference(None, field_type=str)
+    # Faults (bert_jax.faults): resume on data other than the checkpoint's (the change is recorded
+    # in WORKDIR/data_changes.jsonl); train on when a checkpoint cannot be saved, saving again at
+    # the next checkpoint step, rather than stop.
+    c.allow_data_change = False
+    c.keep_going_on_save_error = False
     return c
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from bert_jax import checkpoints, optim, pretrained
+from bert_jax import checkpoints, faults, optim, pretrained
 from bert_jax.data import buckets
 from bert_jax.metrics import MetricWriter, Progress
 from bert_jax.models.bert import BertConfig
@@ -178,7 +178,13 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     Leaves ``metrics.jsonl`` (training and ``dev/...`` metrics every epoch), the best parameters
     in ``best/`` with the dev prediction files of that evaluation in ``predictions/<split>/``,
     test-server files (GLUE: ``submission/<Task>.tsv``) and ``results.json`` (best dev metrics).
+    The run holds ``workdir`` throughout: a second run started on it refuses (``bert_jax.faults``).
     """
+    with faults.hold_workdir(workdir):
+        return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     # --- Family and mesh.
     family = get_family(config)
     mesh = make_mesh(config.mesh_shape)
@@ -208,7 +214,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     # --- Data: the family reads and featurizes its splits.
     check_batch_size("batch_size", config.batch_size, mesh, config.grad_accum_steps)
     check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
-    splits = family.load(config, workdir)
+    with faults.files_read() as data_files:  # for the fingerprint a checkpoint records
+        splits = family.load(config, workdir)
     empty = [name for name, split in splits.items() if len(split) == 0]
     if empty:
         raise ValueError(f"{family.name}: the {empty} split(s) hold no examples; check the data.")
@@ -232,6 +239,15 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
 
     if family.predicted_by:
         return _predict_only(family, init_params, predict_split, features, splits, mesh, workdir)
+    # A resumed run must train on the data its checkpoint was trained on.
+    ckpt = checkpoints.Checkpointer(
+        workdir,
+        config.max_checkpoints_to_keep,
+        keep_going_on_save_error=config.keep_going_on_save_error,
+        data_fingerprint=faults.finetune_fingerprint(features, data_files),
+    )
+    step = ckpt.latest_step() or 0
+    ckpt.check_same_data(step, config.allow_data_change)
     train_batches = TrainBatches(arrays["train"], config.batch_size, lengths, config.seed)
     steps_per_epoch = train_batches.steps_per_epoch
     if steps_per_epoch == 0:
@@ -264,8 +280,6 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     )
 
     # --- Restore, or start from the initial checkpoint.
-    ckpt = checkpoints.Checkpointer(workdir, config.max_checkpoints_to_keep)
-    step = ckpt.latest_step() or 0
     if step:
         state = ckpt.restore(step, abstract_state(shardings, state))
     else:

@@ -457,12 +457,17 @@ _DEFAULTS = {
 }
 
 
-def _file_record(path: str, records: int) -> dict[str, Any]:
-    sha256 = hashlib.sha256()
-    with open(path, "rb") as f:  # just written: read back from the page cache
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
-            sha256.update(chunk)
-    return {"records": records, "bytes": os.path.getsize(path), "sha256": sha256.hexdigest()}
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_record(path: str, records: int) -> dict[str, Any]:
+    # Just written, the file is read back from the page cache.
+    return {"records": records, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
 
 
 def shard_command(output: str, arguments: dict[str, Any], shard_index: int) -> str:

@@ -1,4 +1,5 @@
-"""BERT pretraining: masked LM + next-sentence prediction on a device mesh.
+"""BERT pretraining on a device mesh: masked LM + next-sentence prediction, or (``objective="ltr"``)
+the left-to-right LM of the paper's "LTR & No NSP" ablation.
 
 Reads top to bottom: mesh, data, model, state, step, restore, loop. The loss is in
 ``bert_jax.objectives``, the step machinery shared with fine-tuning in ``bert_jax.train``.
@@ -13,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -26,12 +28,19 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from bert_jax import checkpoints, optim
+from bert_jax import checkpoints, faults, optim
 from bert_jax.config_lib import to_bert_config
 from bert_jax.data import pipeline
 from bert_jax.metrics import MetricWriter, Progress, device_peak_flops, training_flops_per_token
 from bert_jax.models.heads import BertForPreTraining
-from bert_jax.objectives import loss_denominators, make_loss_fn, pretraining_terms
+from bert_jax.objectives import (
+    loss_denominators,
+    ltr_denominators,
+    ltr_terms,
+    make_loss_fn,
+    make_ltr_loss_fn,
+    pretraining_terms,
+)
 from bert_jax.sharding import Rules, make_mesh, use_mesh
 from bert_jax.tokenizers import load_tokenizer
 from bert_jax.train import (
@@ -51,12 +60,19 @@ from bert_jax.train import (
 # ----------------------------------------------------------------------------------------------
 # Evaluation on held-out pairs (the objective itself is in bert_jax.objectives).
 # ----------------------------------------------------------------------------------------------
-def make_eval_step(model: BertForPreTraining) -> Callable[[Any, Batch], tuple[dict, dict]]:
+def make_eval_step(
+    model: BertForPreTraining, objective: str = "mlm"
+) -> Callable[[Any, Batch], tuple[dict, dict]]:
+    """(metric sums, denominators) of a batch; ``{kind}_...`` metrics divide by ``kind``'s."""
+    terms, denominators = (
+        (ltr_terms, ltr_denominators)
+        if objective == "ltr"
+        else (pretraining_terms, loss_denominators)
+    )
+
     @jax.jit
     def eval_step(params, batch):
-        sums = pretraining_terms(model, params, batch, None, deterministic=True)
-        denominators = loss_denominators(batch)
-        return sums, {"mlm_weight": denominators["mlm"], "nsp_weight": denominators["nsp"]}
+        return terms(model, params, batch, None, deterministic=True), denominators(batch)
 
     return eval_step
 
@@ -64,19 +80,20 @@ def make_eval_step(model: BertForPreTraining) -> Callable[[Any, Batch], tuple[di
 def evaluate(
     eval_step: Callable, params: Any, batches: Iterable[dict], mesh: Mesh, rules: Rules
 ) -> dict[str, float]:
-    """MLM and NSP loss and accuracy over held-out batches, every example counted once."""
-    totals: dict[str, float] = {}
+    """Loss and accuracy of each objective (MLM and NSP, or next-token and its perplexity) over
+    held-out batches, every example counted once."""
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
     with use_mesh(mesh, rules):
         for local in batches:
-            sums, weights = jax.device_get(eval_step(params, global_batch(local, mesh)))
-            for k, v in {**sums, **weights}.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-    if not totals:
-        return {}
-    return {
-        f"eval/{k}": totals[k] / totals["mlm_weight" if k.startswith("mlm") else "nsp_weight"]
-        for k in ("mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy")
-    }
+            batch_sums, batch_weights = jax.device_get(eval_step(params, global_batch(local, mesh)))
+            for totals, new in ((sums, batch_sums), (weights, batch_weights)):
+                for k, v in new.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+    metrics = {f"eval/{k}": v / weights[k.split("_")[0]] for k, v in sums.items()}
+    if "eval/lm_loss" in metrics:
+        metrics["eval/lm_perplexity"] = math.exp(metrics["eval/lm_loss"])
+    return metrics
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,6 +138,8 @@ def make_loader(
     config: mlc.ConfigDict, data_dir: str, split: str, step: int, **kwargs: Any
 ) -> Iterator[dict[str, np.ndarray]]:
     _, seq_len, max_predictions = phase_at(config, step)
+    if config.objective == "ltr":  # the raw tokens, no masking
+        max_predictions = 0
     d = config.data
     return pipeline.make_pretraining_loader(
         data_dir,
@@ -145,8 +164,14 @@ def make_loader(
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     """Pretrains (or resumes pretraining) in ``workdir``; returns the last logged metrics.
 
-    A finished run leaves ``WORKDIR/results.json`` (final training and eval metrics).
+    A finished run leaves ``WORKDIR/results.json`` (final training and eval metrics). The run holds
+    ``workdir`` throughout: a second run started on it refuses (``bert_jax.faults``).
     """
+    with faults.hold_workdir(workdir):
+        return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     # --- Mesh and workdir.
     mesh = make_mesh(config.mesh_shape)
     rules = config.sharding_rules
@@ -165,6 +190,19 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
             "embedded synthetic corpus."
         )
     check_batch_size("batch_size", config.batch_size, mesh, config.grad_accum_steps)
+    # Every shard the run reads is checked now, not hours in; a resumed run must read the data
+    # its checkpoint was reading.
+    reads = [(seq_len, "train") for _, seq_len, _ in phases(config)]
+    reads += [(seq_len, "eval") for _, seq_len, _ in phases(config)] * bool(config.eval_every_steps)
+    fingerprint = faults.check_prepared(data_dir, reads, config.data.verify_checksums)
+    ckpt = checkpoints.Checkpointer(
+        workdir,
+        config.max_checkpoints_to_keep,
+        keep_going_on_save_error=config.keep_going_on_save_error,
+        data_fingerprint=fingerprint,
+    )
+    step = ckpt.latest_step() or 0
+    ckpt.check_same_data(step, config.allow_data_change)
     if config.eval_every_steps:  # fail now rather than at the first evaluation, hours in
         make_loader(config, data_dir, "eval", 0, shuffle=False, num_epochs=1)
     tokenizer = load_tokenizer(os.path.join(data_dir, "tokenizer"))
@@ -178,6 +216,14 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
             f"config.model.vocab_size={cfg.vocab_size} but the tokenizer in {data_dir} has "
             f"{tokenizer.vocab_size} tokens; set --config.model.vocab_size={tokenizer.vocab_size}."
         )
+    if config.objective not in ("mlm", "ltr") or cfg.causal != (config.objective == "ltr"):
+        raise ValueError(
+            f"objective={config.objective!r} with model.causal={cfg.causal}: use objective 'mlm' "
+            "with a bidirectional model, or 'ltr' with a causal one (configs/pretrain.py:"
+            "objective=ltr sets both)."
+        )
+    if config.objective == "ltr" and config.nsp:
+        raise ValueError("objective='ltr' trains without NSP (the paper's 'LTR & No NSP').")
     model = BertForPreTraining(cfg)
     seq_len_max = max(p[1] for p in phases(config))
     if seq_len_max > cfg.max_position_embeddings:
@@ -198,20 +244,19 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
     logging.info("BertForPreTraining (%s): %.1fM parameters", config.model_name, n_params / 1e6)
 
     # --- Step.
+    ltr = config.objective == "ltr"
     train_step = make_train_step(
-        make_loss_fn(model, config.nsp),
-        loss_denominators,
+        make_ltr_loss_fn(model) if ltr else make_loss_fn(model, config.nsp),
+        ltr_denominators if ltr else loss_denominators,
         tx,
         shardings,
         mesh,
         rules,
         config.grad_accum_steps,
     )
-    eval_step = make_eval_step(model)
+    eval_step = make_eval_step(model, config.objective)
 
     # --- Restore, or start (from an initial checkpoint when given).
-    ckpt = checkpoints.Checkpointer(workdir, config.max_checkpoints_to_keep)
-    step = ckpt.latest_step() or 0
     data_iter = make_loader(
         config, data_dir, "train", max(step - 1, 0), worker_count=config.data.worker_count
     )
@@ -246,7 +291,10 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 data_iter = make_loader(
                     config, data_dir, "train", step, worker_count=config.data.worker_count
                 )
-            local = next(data_iter)
+            try:
+                local = next(data_iter)
+            except faults.DataError as e:  # a shard damaged since the start-up check
+                raise faults.DataError(f"Step {step + 1}: {e} {ckpt.committed()}") from e
             # Host-side counts of this process's rows, scaled to the global batch: no device sync.
             rows += len(local["input_ids"]) * jax.process_count()
             pairs = (
@@ -264,10 +312,11 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                 check_finite(averaged, step)
                 dt = time.monotonic() - t0
                 # Sequence length S of the attention term: the row length (an upper bound when
-                # packed); the MLM head computes every prediction slot of every row.
+                # packed); the MLM head computes every prediction slot of every row (the
+                # left-to-right head: every position).
+                head = phase[1] if ltr else phase[2]
                 flops = (
-                    training_flops_per_token(cfg, phase[1], phase[2] * rows / max(tokens, 1))
-                    * tokens
+                    training_flops_per_token(cfg, phase[1], head * rows / max(tokens, 1)) * tokens
                 )
                 last = {
                     **averaged,
@@ -281,10 +330,10 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
                     last["mfu"] = flops / dt / jax.device_count() / peak
                 writer.write(step, last)
                 progress.update(step, last["loss"])
+                accuracies = [f"{k} {v:.3f}" for k, v in last.items() if k.endswith("_accuracy")]
                 logging.info(
-                    "step %d: loss %.4f, MLM accuracy %.3f, NSP accuracy %.3f, %.0f tokens/s",
-                    step, last["loss"], last["mlm_accuracy"], last["nsp_accuracy"],
-                    last["tokens_per_sec"],
+                    "step %d: loss %.4f, %s, %.0f tokens/s",
+                    step, last["loss"], ", ".join(accuracies), last["tokens_per_sec"],
                 )  # fmt: skip
                 tokens = examples = rows = 0
                 t0 = time.monotonic()

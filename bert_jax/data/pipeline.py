@@ -37,6 +37,7 @@ import jax
 import numpy as np
 from absl import flags
 
+from bert_jax import faults
 from bert_jax.data import pretraining
 from bert_jax.tokenizers import load_tokenizer
 
@@ -67,6 +68,7 @@ class _MakeBatch:
     def __init__(
         self,
         source: grain.sources.ArrayRecordDataSource,
+        paths: list[str],
         stream: grain.MapDataset,
         global_batch_size: int,
         process_index: int,
@@ -78,6 +80,7 @@ class _MakeBatch:
         masking: dict[str, Any],
     ):
         self._source = source
+        self._paths = paths  # the source's files, in order
         self._stream = stream
         self._global = global_batch_size
         self._local = global_batch_size // process_count
@@ -93,7 +96,10 @@ class _MakeBatch:
         # Positions past the end of a finite stream are padding rows that fill the last batch.
         positions = range(first, min(first + self._local, len(self._stream)))
         keys = [self._stream[position] for position in positions]
-        records = self._source.__getitems__(keys) if keys else []
+        try:
+            records = self._source.__getitems__(keys) if keys else []
+        except Exception as e:  # name the damaged file: Riegeli's message names none
+            raise faults.damaged_shard(self._paths, keys, e) from e
         epochs = [position // len(self._source) for position in positions]
         rows = [self._masked_row(*row) for row in zip(keys, epochs, records, strict=True)]
         padding = self._local - len(rows)
@@ -197,7 +203,8 @@ def make_pretraining_loader(
         raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
     if tokenizer is None:
         tokenizer = load_tokenizer(os.path.join(data_dir, "tokenizer"))
-    source = grain.sources.ArrayRecordDataSource(record_paths(data_dir, split, seq_len))
+    paths = record_paths(data_dir, split, seq_len)
+    source = grain.sources.ArrayRecordDataSource(paths)
     num_records = len(source)
     if not num_records:
         raise ValueError(f"{split} at seq {seq_len} in {data_dir} holds no examples.")
@@ -225,6 +232,7 @@ def make_pretraining_loader(
         num_batches = math.ceil(len(stream) / global_batch_size)
     make_batch = _MakeBatch(
         source,
+        paths,
         stream,
         global_batch_size,
         process_index,
