@@ -712,12 +712,14 @@ class Row:
       pretrain: overrides of the pretraining config.
       finetune: overrides of every fine-tuning run of the row (they are part of the run names).
       paper: the paper's number for each column, shown in a table of their own.
+      stages: the names of the stages the row is fine-tuned on; None: all of them.
     """
 
     label: str
     pretrain: Mapping[str, Value] = dataclasses.field(default_factory=dict)
     finetune: Mapping[str, Value] = dataclasses.field(default_factory=dict)
     paper: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    stages: Sequence[str] | None = None
 
     @property
     def pretrain_name(self) -> str:
@@ -749,6 +751,27 @@ class Stage:
     sweep: Sweep
     name: str = ""
     scale: float = 1.0
+
+    @classmethod
+    def grid(
+        cls,
+        column: str,
+        config: str,
+        metric: str,
+        learning_rates: Sequence[float],
+        seeds: int,
+        *,
+        name: str = "",
+        scale: float = 1.0,
+        **overrides: Value,
+    ) -> Stage:
+        """The paper's fine-tuning protocol: ``learning_rates`` x ``seeds`` restarts of ``config``
+        (with ``overrides``), ranked by the dev ``metric`` (larger is better)."""
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds}: need at least one run per setting.")
+        axes = [{"learning_rate": list(learning_rates)}, {"seed": list(range(seeds))}]
+        sweep = Sweep(config, axes, metric, base_overrides=overrides)
+        return cls(column, sweep, name=name, scale=scale)
 
     def __post_init__(self):
         if not self.name:
@@ -808,6 +831,10 @@ class Pipeline:
         ):
             if repeated := sorted(str(n) for n, k in collections.Counter(names).items() if k > 1):
                 raise ValueError(f"Pipeline {what} must be distinct; repeated: {repeated}.")
+        names = {s.name for s in self.stages}
+        for row in self.rows:
+            if unknown := sorted(set(row.stages or ()) - names):
+                raise ValueError(f"Row {row.label!r} names unknown stages {unknown}.")
         for stage in self.stages:
             if self.init_field in {*stage.sweep.fields, *stage.sweep.base_overrides}:
                 raise ValueError(
@@ -828,6 +855,10 @@ class Pipeline:
             axes=[*({field: [value]} for field, value in row.finetune.items()), *s.axes],
             base_overrides={**s.base_overrides, self.init_field: init_checkpoint},
         )
+
+    def row_stages(self, row: Row) -> list[Stage]:
+        """The stages ``row`` is fine-tuned on."""
+        return [s for s in self.stages if row.stages is None or s.name in row.stages]
 
     def pretrainings(self) -> dict[str, Row]:
         """The distinct pretraining runs, by directory name, each with its first row."""
@@ -862,7 +893,7 @@ def validate_pipeline(pipeline: Pipeline, extra: Sequence[str] = ()) -> None:
     for row in pipeline.pretrainings().values():
         validate(pipeline.pretrain_sweep(row), stage_extra(extra, PRETRAIN_DIR))
     for row in pipeline.rows:
-        for stage in pipeline.stages:
+        for stage in pipeline.row_stages(row):
             init = str(Path(row.pretrain_name) / PRETRAIN_DIR)
             validate(pipeline.stage_sweep(row, stage, init), stage_extra(extra, stage.name))
 
@@ -913,7 +944,7 @@ def launch_pipeline(
         local = str(sweep_dir / pretrain_job)
         init = f"{remote}/{pretrain_job}" if launcher == "tpu_vm" else local
         for row in (r for r in pipeline.rows if r.pretrain_name == pre_name):
-            for stage in pipeline.stages:
+            for stage in pipeline.row_stages(row):
                 sweep = pipeline.stage_sweep(row, stage, init)
                 for run in sweep.runs():
                     add(sweep, run, f"{pre_name}/{stage.name}", stage.name, after=pretrain_job)
@@ -960,13 +991,32 @@ def _fmt_mean_std(mean: float, std: float = math.nan) -> str:
     return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
 
 
-def _column_value(column: str, metric: Metric, results: Mapping[str, float]) -> float:
+def _column_value(metric: Metric, results: Mapping[str, float]) -> float:
+    """The column's value; NaN where the run has no such metric (an LTR run has no MLM)."""
     try:
         return float(metric(results) if callable(metric) else results[metric])
-    except KeyError as e:
-        raise ValueError(
-            f"Pretraining column {column!r} needs {e} in {RESULTS_FILE} (it has {sorted(results)})."
-        ) from e
+    except KeyError:
+        return math.nan
+
+
+def _stage_cell(pipeline: Pipeline, row: Row, stage: Stage, stage_dir: Path, note: str) -> Cell:
+    """The row's entry for ``stage``; the stage's grid is tabulated and plotted in its directory.
+
+    ``note``: what the entry says while no run has finished.
+    """
+    if stage not in pipeline.row_stages(row):
+        return Cell(math.nan, math.nan, 0, "", 0, 0, "-")
+    sweep = pipeline.stage_sweep(row, stage)
+    runs = {r.name: read_results(stage_dir, r) for r in sweep.runs()}
+    finished = sum(r is not None for r in runs.values())
+    if not finished:
+        return Cell(math.nan, math.nan, 0, "", 0, len(runs), note)
+    keys, settings, best = summarize(sweep, runs)
+    write_tables(sweep, stage_dir, runs, keys, settings, best)
+    plot_metric(sweep, stage_dir, settings)
+    plot_loss_curves(sweep, stage_dir)
+    mean, std = (stage.scale * v[sweep.metric] for v in (best.mean, best.std))
+    return Cell(mean, std, best.n, best.name, finished, len(runs))
 
 
 def summarize_pipeline(
@@ -979,32 +1029,27 @@ def summarize_pipeline(
     fine-tuning numbers.
     """
     failed = failed or {}
-    sweep_dir = Path(sweep_dir)
-    table = []
+    table, pretrained = [], []
     for row in pipeline.rows:
-        pre_dir = sweep_dir / row.pretrain_name
+        pre_dir = Path(sweep_dir) / row.pretrain_name
         pretrain_failed = f"{row.pretrain_name}/{PRETRAIN_DIR}" in failed
         results = read_results(pre_dir, Run(PRETRAIN_DIR, row.pretrain))
         status = "finished" if results else "failed" if pretrain_failed else "not finished"
         values = {}
         if results is not None:
-            values = {c: _column_value(c, m, results) for c, m in pipeline.columns.items()}
-        cells = {}
-        for stage in pipeline.stages:
-            sweep, stage_dir = pipeline.stage_sweep(row, stage), pre_dir / stage.name
-            runs = {r.name: read_results(stage_dir, r) for r in sweep.runs()}
-            finished = sum(r is not None for r in runs.values())
-            if not finished:
-                note = "skipped: pretraining failed" if pretrain_failed else "not run"
-                cells[stage.column] = Cell(math.nan, math.nan, 0, "", 0, len(runs), note)
-                continue
-            keys, settings, best = summarize(sweep, runs)
-            write_tables(sweep, stage_dir, runs, keys, settings, best)
-            plot_metric(sweep, stage_dir, settings)
-            plot_loss_curves(sweep, stage_dir)
-            mean, std = (stage.scale * v[sweep.metric] for v in (best.mean, best.std))
-            cells[stage.column] = Cell(mean, std, best.n, best.name, finished, len(runs))
+            values = {c: _column_value(m, results) for c, m in pipeline.columns.items()}
+            pretrained.append(results)
+        note = "skipped: pretraining failed" if pretrain_failed else "not run"
+        cells = {
+            s.column: _stage_cell(pipeline, row, s, pre_dir / s.name, note) for s in pipeline.stages
+        }
         table.append(TableRow(row, status, values, cells))
+    for column in pipeline.columns:
+        if pretrained and all(math.isnan(t.values[column]) for t in table if t.values):
+            raise ValueError(
+                f"Pretraining column {column!r}: no pretraining run's {RESULTS_FILE} has it "
+                f"(one has {sorted(pretrained[0])}); fix the pipeline's columns."
+            )
     return table
 
 
@@ -1013,7 +1058,9 @@ def pipeline_markdown(pipeline: Pipeline, table: Sequence[TableRow]) -> list[str
     header = ["", *pipeline.columns, *(s.column for s in pipeline.stages)]
     rows = []
     for t in table:
-        values = [_fmt_mean_std(t.values[c]) if t.values else t.status for c in pipeline.columns]
+        values = [
+            _fmt_mean_std(t.values[c]) or "-" if t.values else t.status for c in pipeline.columns
+        ]
         rows.append([t.row.label, *values, *(t.cells[s.column].text() for s in pipeline.stages)])
     return _markdown_table(header, rows)
 

@@ -123,7 +123,8 @@ def test_tpu_vm_refuses_bad_arguments(args, message):
 
 
 def test_sweep_runs_go_through_tpu_vm_train_and_collect(tmp_path):
-    sweep = sw.load_sweep("configs/ablations/masking.py:model=tiny")
+    masking = {"data.mask_token_ratio": [0.8, 1.0], "data.random_token_ratio": [0.1, 0.0]}
+    sweep = sw.Sweep("configs/pretrain.py:model=tiny", [masking, {"seed": [0]}], "accuracy")
     run = sweep.runs()[1]
     command = sw.run_command(sweep, run, tmp_path, launcher="tpu_vm", remote_dir="gs://b/masking")
     result = subprocess.run(

@@ -18,6 +18,7 @@ import sys
 import pytest
 
 from bert_jax import sweep as sw
+from bert_jax.config_lib import load_config
 from tests.test_sweep import REPO, _calls, _cli
 
 FAKE_TRAINER = r"""
@@ -260,6 +261,109 @@ def test_bad_pipelines_fail_naming_the_problem(rows, stage, extra, match):
     with pytest.raises(ValueError, match=match):
         pipeline = sw.Pipeline("configs/pretrain.py:model=tiny", rows, [sw.Stage("mrpc", sweep)])
         sw.validate_pipeline(pipeline, extra)
+
+
+# ------------------------------------------------------------------- the paper's tables
+
+
+def _pretrain_overrides(pipeline, *fields):
+    return [tuple(row.pretrain[f] for f in fields) for row in pipeline.rows]
+
+
+def _stage_grid(pipeline):
+    return {
+        s.name: (s.sweep.config, s.sweep.metric, s.scale, len(s.sweep.runs()))
+        for s in pipeline.stages
+    }
+
+
+@pytest.mark.parametrize("model", ["tiny", "base"])
+def test_table_5_pretraining_tasks(model):
+    pipeline = sw.load_sweep(f"configs/ablations/pretraining_tasks.py:model={model}")
+    sw.validate_pipeline(pipeline)  # every run's overrides build its config
+    assert [r.label for r in pipeline.rows] == ["BERT", "No NSP", "LTR & No NSP", "+ BiLSTM"]
+    ltr = {"objective": "ltr", "nsp": False, "model.causal": True}
+    assert [dict(r.pretrain) for r in pipeline.rows] == [{"nsp": True}, {"nsp": False}, ltr, ltr]
+    assert len(pipeline.pretrainings()) == 3  # + BiLSTM fine-tunes the LTR model
+    assert [s.column for s in pipeline.stages] == ["MNLI-m", "QNLI", "MRPC", "SST-2", "SQuAD F1"]
+    lrs, seeds = ([1e-4], 2) if model == "tiny" else ([5e-5, 4e-5, 3e-5, 2e-5], 3)
+    assert pipeline.stages[2].sweep.config == f"configs/glue.py:task=mrpc,model={model}"
+    assert pipeline.stages[2].sweep.metric == "best/dev/accuracy"  # the paper's MRPC column
+    assert len(pipeline.stages[0].sweep.runs()) == len(lrs) * seeds
+    assert pipeline.stages[0].sweep.axes[0].values == {"learning_rate": tuple(lrs)}
+    assert pipeline.rows[0].paper["SQuAD F1"] == 88.5
+    # "+ BiLSTM" runs where the fine-tuning config has the field: when another config gains it,
+    # BILSTM_STAGES must list it.
+    bilstm = pipeline.rows[3]
+    for stage in pipeline.stages:
+        config = load_config([f"--config={sw.resolve_config(stage.sweep.config)}"])
+        assert ("bilstm_on_top" in config) == (stage.name in bilstm.stages), stage.name
+
+
+@pytest.mark.parametrize("model", ["tiny", "base"])
+def test_table_6_model_sizes(model):
+    pipeline = sw.load_sweep(f"configs/ablations/model_sizes.py:model={model}")
+    sw.validate_pipeline(pipeline)
+    sizes = _pretrain_overrides(pipeline, *(f"model.{f}" for f in ("num_layers", "hidden_size",
+                                                                   "num_heads")))  # fmt: skip
+    if model == "base":
+        assert sizes == [(3, 768, 12), (6, 768, 3), (6, 768, 12), (12, 768, 12), (12, 1024, 16),
+                         (24, 1024, 16)]  # fmt: skip
+        assert [r.label for r in pipeline.rows][3] == "12/768/12"
+        assert pipeline.rows[3].paper == {"LM ppl": 3.99, "MNLI-m": 84.4, "MRPC": 86.7,
+                                          "SST-2": 92.9}  # fmt: skip
+    else:
+        assert sizes == [(1, 64, 1), (2, 64, 1), (2, 64, 2), (2, 128, 2), (4, 128, 2), (4, 192, 3)]
+        assert all(not r.paper for r in pipeline.rows)
+    for row in pipeline.rows:
+        assert row.pretrain["model.intermediate_size"] == 4 * row.pretrain["model.hidden_size"]
+    assert [s.name for s in pipeline.stages] == ["mnli", "mrpc", "sst2"]
+    assert pipeline.stages[0].sweep.metric == "best/dev_matched/accuracy"
+    (ppl,) = pipeline.columns.values()
+    assert ppl({"eval/mlm_loss": math.log(3.99)}) == pytest.approx(3.99)
+
+
+@pytest.mark.parametrize("model", ["tiny", "base"])
+def test_table_8_masking(model):
+    pipeline = sw.load_sweep(f"configs/ablations/masking.py:model={model},seeds=1")
+    sw.validate_pipeline(pipeline)
+    rows = [
+        (round(100 * mask), round(100 * (1 - mask - rnd)), round(100 * rnd))
+        for mask, rnd in _pretrain_overrides(
+            pipeline, "data.mask_token_ratio", "data.random_token_ratio"
+        )
+    ]
+    # MASK / SAME / RND of the paper's Table 8, and the row labels that say them.
+    assert rows == [(80, 10, 10), (100, 0, 0), (80, 0, 20), (80, 20, 0), (0, 20, 80), (0, 0, 100)]
+    assert [r.label for r in pipeline.rows] == ["/".join(map(str, r)) for r in rows]
+    grid = _stage_grid(pipeline)
+    lr = 1 if model == "tiny" else 4
+    assert grid == {
+        "mnli": (f"configs/glue.py:task=mnli,model={model}", "best/dev_matched/accuracy", 100, lr),
+        "ner": (f"configs/ner.py:mode=finetune,model={model}", "best/f1", 1, lr),
+        "ner_feature": (f"configs/ner.py:mode=feature,model={model}", "best/f1", 1, 1),
+    }
+    assert pipeline.stages[2].sweep.base_overrides == {"feature.layers": "concat_last_four"}
+    assert pipeline.rows[0].paper == {"MNLI-m": 84.2, "NER fine-tune": 95.4,
+                                      "NER feature-based": 94.9}  # fmt: skip
+
+
+def test_tpu_vm_pipeline_through_the_launch_script(tmp_path):
+    """A fine-tuning run of a table through launch/tpu_vm.sh (dry run): the workers read the
+    pretraining workdir through the bucket's mount."""
+    pipeline = sw.load_sweep("configs/ablations/masking.py:model=tiny")
+    printed = []
+    sw.launch_pipeline(pipeline, tmp_path, launcher="tpu_vm", remote_dir="gs://b/t8",
+                       dry_run=True, echo=printed.append)  # fmt: skip
+    finetune = shlex.split(printed[2])
+    result = subprocess.run(
+        finetune, capture_output=True, text=True, env={**os.environ, "DRY_RUN": "1"}, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    train = next(line for line in result.stdout.splitlines() if "bert_jax.main" in line)
+    pretrain = "data.mask_token_ratio=0.8,data.random_token_ratio=0.1"
+    assert f"--config.init_checkpoint=/gcs/b/t8/{pretrain}/pretrain" in train
+    assert f"--workdir=/gcs/b/t8/{pretrain}/mnli/learning_rate=0.0001,seed=0" in train
 
 
 @pytest.mark.slow
