@@ -231,9 +231,11 @@ def _hf_config(path: Path) -> BertConfig:
             f"{path}: position_embedding_type={d['position_embedding_type']!r}; bert_jax "
             "implements 'absolute' position embeddings only."
         )
-    if d.get("is_decoder") or d.get("add_cross_attention"):
-        raise ValueError(f"{path}: decoder / cross-attention BERT models are not supported.")
-    return _config_from_json(d, _HF_ACT, path / "config.json")
+    if d.get("add_cross_attention"):
+        raise ValueError(f"{path}: cross-attention BERT models are not supported.")
+    cfg = _config_from_json(d, _HF_ACT, path / "config.json")
+    # is_decoder: left-context-only attention (BertLMHeadModel), bert_jax's causal models.
+    return dataclasses.replace(cfg, causal=bool(d.get("is_decoder")))
 
 
 # ------------------------------------------------------------------------------------- layouts
@@ -627,6 +629,7 @@ ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "BertModel": ("pooler",),
     "BertForPreTraining": ("pooler", "mlm_head", "nsp_head"),
     "BertForMaskedLM": ("mlm_head",),
+    "BertLMHeadModel": ("mlm_head",),  # a causal model's next-token head (is_decoder)
     "BertForSequenceClassification": ("pooler", "classifier"),
     "BertForMultipleChoice": ("pooler", "classifier"),
     "BertForTokenClassification": ("classifier",),
@@ -636,7 +639,9 @@ ARCHITECTURES: dict[str, tuple[str, ...]] = {
 _LABELLED = ("BertForSequenceClassification", "BertForTokenClassification")
 
 
-def _default_architecture(groups: set[str]) -> str:
+def _default_architecture(groups: set[str], causal: bool) -> str:
+    if "mlm_head" in groups and causal:
+        return "BertLMHeadModel"
     if "mlm_head" in groups:
         return "BertForPreTraining" if "nsp_head" in groups else "BertForMaskedLM"
     if "classifier" in groups:
@@ -658,6 +663,7 @@ def hf_config_fields(model_config: BertConfig) -> dict[str, Any]:
         "layer_norm_eps": model_config.layer_norm_eps,
         "position_embedding_type": "absolute",
         "pad_token_id": 0,
+        **({"is_decoder": True} if model_config.causal else {}),
     }
 
 
@@ -740,9 +746,15 @@ def save_hf(
         raise ValueError(f"params lacks encoder entries {missing}.")
 
     has = {_group_of(k) for k in flat}
-    architecture = architecture or _default_architecture(has)
+    architecture = architecture or _default_architecture(has, model_config.causal)
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture={architecture!r}; choose one of {list(ARCHITECTURES)}.")
+    if model_config.causal and "pooler" in ARCHITECTURES[architecture]:
+        raise ValueError(
+            f"A causal model's pooler reads the last token, transformers' {architecture} reads "
+            "[CLS]: it would compute another function. Export its encoder and heads as a "
+            "BertLMHeadModel, BertForTokenClassification or BertForQuestionAnswering."
+        )
     lacking = [g for g in ARCHITECTURES[architecture] if g not in has]
     if lacking:
         raise ValueError(

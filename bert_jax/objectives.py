@@ -1,4 +1,5 @@
-"""The pretraining objective: masked LM + next-sentence prediction, as sums over a batch.
+"""The pretraining objectives, as sums over a batch: masked LM + next-sentence prediction, or the
+left-to-right language model of the paper's "LTR & No NSP" ablation (Table 5).
 
 Kept apart from ``bert_jax.pretrain`` (which needs grain, orbax and ml_collections) so that
 benchmarks and tests can build the exact training step without the input pipeline.
@@ -9,6 +10,8 @@ Usage::
         make_loss_fn(BertForPreTraining(cfg), use_nsp=True), loss_denominators, tx, shardings,
         mesh, rules,
     )
+    # Left-to-right: a causal model (BertConfig(causal=True)) predicting every next token.
+    step = make_train_step(make_ltr_loss_fn(BertForPreTraining(cfg)), ltr_denominators, ...)
 """
 
 from __future__ import annotations
@@ -40,21 +43,26 @@ def loss_denominators(batch: Batch) -> dict[str, jax.Array]:
     }
 
 
-def pretraining_terms(model: BertForPreTraining, params, batch: Batch, rng, deterministic: bool):
-    """Per-batch sums of the MLM and NSP losses and correct predictions.
-
-    Packed rows (``segment_ids``, ``position_ids``, ``cls_positions``) go through the same model
-    call: attention stays inside each pair, positions restart, and NSP reads each pair's [CLS].
-    """
-    out = model.apply(
+def _apply(model: BertForPreTraining, params, batch: Batch, rng, deterministic: bool, **kwargs):
+    """The model on a batch. Packed rows (``segment_ids``, ``position_ids``, ``cls_positions``) go
+    through the same call: attention stays inside each pair, positions restart, and NSP reads each
+    pair's [CLS]."""
+    return model.apply(
         {"params": params},
         input_ids=batch["input_ids"],
         token_type_ids=batch["token_type_ids"],
         attention_mask=batch["attention_mask"],
-        masked_positions=batch["masked_positions"],
         **{k: batch[k] for k in PACKED_FIELDS if k in batch},
+        **kwargs,
         deterministic=deterministic,
         rngs=None if deterministic else {"dropout": rng},
+    )
+
+
+def pretraining_terms(model: BertForPreTraining, params, batch: Batch, rng, deterministic: bool):
+    """Per-batch sums of the MLM and NSP losses and correct predictions."""
+    out = _apply(
+        model, params, batch, rng, deterministic, masked_positions=batch["masked_positions"]
     )
     mlm_logits = out.mlm_logits.astype(jnp.float32)
     w = batch["masked_weights"]
@@ -86,5 +94,54 @@ def make_loss_fn(model: BertForPreTraining, use_nsp: bool) -> LossFn:
         }
         loss = metrics["mlm_loss"] + (metrics["nsp_loss"] if use_nsp else 0.0)
         return loss, metrics
+
+    return loss_fn
+
+
+# ----------------------------------------------------------------------------------------------
+# Left-to-right language modelling ("LTR & No NSP"): the same rows, unmasked, and a causal model.
+# ----------------------------------------------------------------------------------------------
+def next_token_targets(batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """(labels, weights), each [batch, length]: position t predicts token t + 1 when that token is
+    in t's own sequence (its packed pair), else it weighs 0 (the last token, padding, and the
+    boundary between two packed pairs)."""
+    segments = batch["segment_ids"] if "segment_ids" in batch else batch["attention_mask"]
+    ids = batch["input_ids"]
+    labels = jnp.concatenate([ids[:, 1:], jnp.zeros_like(ids[:, :1])], axis=1)
+    following = jnp.concatenate([segments[:, 1:], jnp.zeros_like(segments[:, :1])], axis=1)
+    return labels, ((segments != 0) & (following == segments)).astype(jnp.float32)
+
+
+def ltr_denominators(batch: Batch) -> dict[str, jax.Array]:
+    """The normaliser over the whole (global) batch: predicted next tokens."""
+    return {"lm": jnp.maximum(next_token_targets(batch)[1].sum(), 1.0)}
+
+
+def ltr_terms(model: BertForPreTraining, params, batch: Batch, rng, deterministic: bool):
+    """Per-batch sums of the next-token loss and correct predictions: every position of a causal
+    model (``model.cfg.causal``) predicts the next token through the MLM head (the tied decoder,
+    Hugging Face's ``BertLMHeadModel``'s ``cls.predictions``)."""
+    logits = _apply(model, params, batch, rng, deterministic).mlm_logits.astype(jnp.float32)
+    labels, w = next_token_targets(batch)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return {
+        "lm_loss": jnp.where(w > 0, ce * w, 0.0).sum(),
+        "lm_accuracy": ((logits.argmax(-1) == labels) * w).sum(),
+    }
+
+
+def make_ltr_loss_fn(model: BertForPreTraining) -> LossFn:
+    """The left-to-right training loss: the mean next-token cross-entropy over the whole batch
+    (:func:`ltr_denominators`), as ``make_loss_fn`` for ``make_train_step``."""
+    if not model.cfg.causal:
+        raise ValueError(
+            "A left-to-right LM needs a causal model (BertConfig(causal=True)): a bidirectional "
+            "one sees the token it predicts."
+        )
+
+    def loss_fn(params, batch, rng, denominators):
+        sums = ltr_terms(model, params, batch, rng, deterministic=False)
+        metrics = {k: v / denominators["lm"] for k, v in sums.items()}
+        return metrics["lm_loss"], metrics
 
     return loss_fn

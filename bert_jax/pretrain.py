@@ -171,7 +171,22 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         return _train_and_evaluate(config, workdir)
 
 
+def check_objective(config: mlc.ConfigDict) -> None:
+    """The objective and the model agree: MLM on a bidirectional model, left-to-right (without
+    NSP) on a causal one."""
+    objective, causal = config.objective, config.model.causal
+    if objective not in ("mlm", "ltr") or causal != (objective == "ltr"):
+        raise ValueError(
+            f"objective={objective!r} with model.causal={causal}: use objective 'mlm' with a "
+            "bidirectional model, or 'ltr' with a causal one (configs/pretrain.py:objective=ltr "
+            "sets both)."
+        )
+    if objective == "ltr" and config.nsp:
+        raise ValueError("objective='ltr' trains without NSP (the paper's 'LTR & No NSP').")
+
+
 def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
+    check_objective(config)
     # --- Mesh and workdir.
     mesh = make_mesh(config.mesh_shape)
     rules = config.sharding_rules
@@ -216,14 +231,6 @@ def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float
             f"config.model.vocab_size={cfg.vocab_size} but the tokenizer in {data_dir} has "
             f"{tokenizer.vocab_size} tokens; set --config.model.vocab_size={tokenizer.vocab_size}."
         )
-    if config.objective not in ("mlm", "ltr") or cfg.causal != (config.objective == "ltr"):
-        raise ValueError(
-            f"objective={config.objective!r} with model.causal={cfg.causal}: use objective 'mlm' "
-            "with a bidirectional model, or 'ltr' with a causal one (configs/pretrain.py:"
-            "objective=ltr sets both)."
-        )
-    if config.objective == "ltr" and config.nsp:
-        raise ValueError("objective='ltr' trains without NSP (the paper's 'LTR & No NSP').")
     model = BertForPreTraining(cfg)
     seq_len_max = max(p[1] for p in phases(config))
     if seq_len_max > cfg.max_position_embeddings:

@@ -47,6 +47,10 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.n_best_size = 20
     c.max_answer_length = 30  # in sub-tokens
     c.null_score_diff_threshold = 0.0  # v2.0: predict "" when null - best span > this
+    # The paper's "+ BiLSTM" (Table 5): a randomly initialised bidirectional LSTM between the
+    # encoder and the span head, e.g. on a left-to-right checkpoint (configs/pretrain.py:
+    # objective=ltr), which stays causal when fine-tuned.
+    c.bilstm_on_top = False
     c.eval_batch_size = 64
     c.predict_test = False  # SQuAD's test set is hidden: dev predictions are written instead
     c.data_source = "json"  # json (data_dir: the official files) | tfds | synthetic (embedded)

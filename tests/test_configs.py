@@ -28,6 +28,15 @@ def test_pretrain_base_is_the_papers_recipe():
     assert (m.num_layers, m.hidden_size, m.num_heads, m.hidden_dropout) == (12, 768, 12, 0.1)
 
 
+def test_pretrain_ltr_is_a_causal_model_without_nsp():
+    c = _parse(f"--config={CONFIGS}/pretrain.py:model=tiny,objective=ltr")
+    assert (c.objective, c.nsp, to_bert_config(c.model).causal) == ("ltr", False, True)
+    c = _parse(f"--config={CONFIGS}/pretrain.py:model=tiny")
+    assert (c.objective, c.nsp, to_bert_config(c.model).causal) == ("mlm", True, False)
+    with pytest.raises(Exception, match="Unknown objective 'rtl'"):
+        _parse(f"--config={CONFIGS}/pretrain.py:objective=rtl")
+
+
 def test_overrides_are_typed_and_nested():
     c = _parse(
         f"--config={CONFIGS}/pretrain.py:model=large",

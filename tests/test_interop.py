@@ -1079,3 +1079,36 @@ def test_save_hf_refusals_name_the_fix(every_head, tiny_vocab, tmp_path):
     with pytest.raises(ValueError, match="SentencePiece tokenizer .*spm.model"):
         interop.save_hf(cfg, params, tmp_path / "out", tokenizer=spm)
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_causal_model_and_next_token_loss_equal_bert_lm_head_model(tmp_path):
+    """transformers' BertLMHeadModel (is_decoder=True) loads as a causal model that gives its
+    logits at every position and its next-token loss (labels shifted inside transformers); save_hf
+    writes it back as a BertLMHeadModel with the same outputs."""
+    from bert_jax.objectives import ltr_denominators, ltr_terms
+
+    hf_config = transformers.BertConfig(**HF_CONFIGS["h64_gelu"], is_decoder=True)
+    reference = randomise_(transformers.BertLMHeadModel(hf_config), 3)
+    reference.save_pretrained(tmp_path / "hf")
+    cfg, params = interop.load_hf(tmp_path / "hf")
+    assert cfg.causal
+    batch = make_batch(HF_CONFIGS["h64_gelu"])
+    labels = np.where(batch["attention_mask"] > 0, batch["input_ids"], -100)
+    with torch.no_grad():
+        expected = reference(**torch_inputs(batch), labels=torch.from_numpy(labels))
+    ours = jax_pretraining_outputs(cfg, params, batch)["mlm_logits"]
+    np.testing.assert_allclose(ours, expected.logits.numpy(), atol=ATOL, rtol=0)
+    jax_batch = {k: jnp.asarray(v, jnp.int32) for k, v in batch.items()}
+    sums = ltr_terms(BertForPreTraining(cfg), params, jax_batch, None, deterministic=True)
+    loss = sums["lm_loss"] / ltr_denominators(jax_batch)["lm"]
+    np.testing.assert_allclose(loss, expected.loss.item(), rtol=1e-5)
+
+    interop.save_hf(cfg, params, tmp_path / "ours", tokenizer=None)
+    config = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert config["architectures"] == ["BertLMHeadModel"] and config["is_decoder"]
+    exported = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        logits = exported(**torch_inputs(batch)).logits.numpy()
+    np.testing.assert_allclose(logits, expected.logits.numpy(), atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="pooler reads the last token"):
+        interop.save_hf(cfg, params, tmp_path / "pt", tokenizer=None, architecture="BertModel")

@@ -278,3 +278,41 @@ def test_splash_attention_equals_xla_on_real_tokens():
     )
     for a, b in zip(jax.tree.leaves(splash_grads), jax.tree.leaves(xla_grads), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_causal_outputs_see_only_the_left_of_their_own_segment():
+    """A causal model's output at t depends on the tokens at or before t of t's segment only:
+    plain rows, packed rows (the second pair sees nothing of the first), and a pruned last layer
+    at a few positions; its pooler reads the last real token, which has seen the whole row."""
+    cfg = dataclasses.replace(CFG, causal=True)
+    model = BertForPreTraining(cfg)
+    plain = {k: jnp.asarray(v) for k, v in _inputs().items()}
+    params = nn.unbox(model.init(jax.random.key(0), plain["input_ids"])["params"])
+    apply = jax.jit(lambda x: model.apply({"params": params}, **x))
+
+    def changed_after(x, positions):  # other tokens at these positions
+        ids = x["input_ids"].at[:, positions].set((x["input_ids"][:, positions] + 7) % 96)
+        return {**x, "input_ids": ids}
+
+    full = {k: v for k, v in plain.items() if k != "masked_positions"}
+    later = np.arange(8, 16)  # every masked position of _inputs is before 8
+    base, changed = apply(full), apply(changed_after(full, later))
+    before, after = base.sequence_output, changed.sequence_output
+    np.testing.assert_allclose(after[:, :8], before[:, :8])
+    assert not np.allclose(after[:, 8:], before[:, 8:])
+    # The last layer computed at the masked positions alone masks as the full one does.
+    sparse = apply(changed_after(plain, later)).mlm_logits
+    positions = plain["masked_positions"][..., None]
+    np.testing.assert_allclose(sparse, np.take_along_axis(base.mlm_logits, positions, 1), atol=1e-5)
+    last = np.asarray(plain["attention_mask"]).sum(-1) - 1
+    pooler = params["bert"]["pooler"]
+    states = np.asarray(base.sequence_output)[np.arange(8), last]
+    np.testing.assert_allclose(
+        base.pooled_output, np.tanh(states @ pooler["kernel"] + pooler["bias"]), atol=1e-5
+    )
+
+    # Pairs at 0-7 and 8-15 (every position's output); change each pair's second half.
+    packed = {k: v for k, v in _packed(plain).items() if k != "masked_positions"}
+    base, changed = apply(packed), apply(changed_after(packed, [4, 5, 6, 7, 12, 13, 14, 15]))
+    kept = np.isin(np.arange(16), [0, 1, 2, 3, 8, 9, 10, 11]) & (packed["segment_ids"] > 0)
+    np.testing.assert_allclose(changed.sequence_output[kept], base.sequence_output[kept])

@@ -1,5 +1,7 @@
 """Sequence packing computes the same function as one pair per padded row."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from bert_jax.data import pretraining
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForPreTraining
-from bert_jax.objectives import loss_denominators, pretraining_terms
+from bert_jax.objectives import loss_denominators, ltr_denominators, ltr_terms, pretraining_terms
 from bert_jax.prepare import prepare
 
 CFG = BertConfig.from_name("tiny", vocab_size=50, max_position_embeddings=32)
@@ -50,6 +52,28 @@ def test_packed_losses_equal_unpacked_on_the_same_pairs():
         np.testing.assert_allclose(ours[key], ref[key], rtol=1e-5, atol=1e-5, err_msg=key)
     np.testing.assert_allclose(loss_denominators(packed)["nsp"], 5)
     np.testing.assert_allclose(loss_denominators(packed)["mlm"], plain["masked_weights"].sum())
+
+
+def test_packed_next_token_losses_equal_unpacked_on_the_same_pairs():
+    """Left-to-right (a causal model, the raw tokens): packed rows stay causal within each pair
+    and predict nothing across a pair boundary, so they give one pair per row's sums."""
+    unmasked = dict(masked_positions=[], masked_ids=[], masked_weights=[])
+    pairs = [{**p, **unmasked} for p in _pairs(np.random.default_rng(1), [11, 7, 13, 9, 5])]
+    plain = _stack([pretraining.assemble_row([p], 32, 0) for p in pairs])
+    packed = _stack(
+        [
+            pretraining.assemble_row(pairs[:3], 32, 0, max_pairs=3),
+            pretraining.assemble_row(pairs[3:], 32, 0, max_pairs=3),
+        ]
+    )
+    model = BertForPreTraining(dataclasses.replace(CFG, causal=True))
+    params = model.init(jax.random.key(0), plain["input_ids"])["params"]
+    ours = jax.device_get(ltr_terms(model, params, packed, None, deterministic=True))
+    ref = jax.device_get(ltr_terms(model, params, plain, None, deterministic=True))
+    for key in ours:
+        np.testing.assert_allclose(ours[key], ref[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    # Every token but the last of each pair is a target.
+    assert ltr_denominators(packed)["lm"] == ltr_denominators(plain)["lm"] == 45 - 5
 
 
 def test_prepare_packs_and_reports_efficiency(tmp_path):

@@ -88,6 +88,10 @@ class BertConfig:
     # feed-forward and LayerNorms at those positions only (keys and values still come from every
     # token): at BERT-base seq 128, 20 predictions, 5% of the FLOPs of a training step.
     prune_last_layer: bool = True
+    # Left context only: position t attends to positions <= t of its own segment (the paper's
+    # "LTR" ablation, Table 5). Part of the architecture, so fine-tuning a causal checkpoint keeps
+    # it. The pooler then reads each sequence's last real token: a causal [CLS] sees only itself.
+    causal: bool = False
 
     def __post_init__(self):
         if self.hidden_act not in ACTIVATIONS:
@@ -194,7 +198,11 @@ def constrain(x: jax.Array, *axes: str | None) -> jax.Array:
 
 
 def attention_mask_from_segments(
-    segment_ids: jax.Array, query_segment_ids: jax.Array | None = None
+    segment_ids: jax.Array,
+    query_segment_ids: jax.Array | None = None,
+    *,
+    causal: bool = False,
+    query_positions: jax.Array | None = None,
 ) -> jax.Array:
     """[batch, 1, q, k] boolean mask from segment ids (0 = padding).
 
@@ -203,15 +211,25 @@ def attention_mask_from_segments(
     mask do, so their (unused) outputs match those implementations too. The same mask serves plain
     padded batches (segment ids = attention_mask) and packed ones (one id per sentence pair).
     ``segment_ids`` [batch, k] are the keys'; ``query_segment_ids`` [batch, q] the queries', when
-    only some positions are queried (default: every position is).
+    only some positions are queried (default: every position is). With ``causal`` a query also
+    sees no key after its own position (``query_positions`` [batch, q], default 0 ... q-1), so a
+    packed row is causal within each of its segments.
     """
     q = (segment_ids if query_segment_ids is None else query_segment_ids)[:, :, None]
     k = segment_ids[:, None, :]
-    return (((q == k) | (q == 0)) & (k != 0))[:, None, :, :]
+    mask = ((q == k) | (q == 0)) & (k != 0)
+    if causal:  # per segment, since a query already attends inside its own segment only
+        if query_positions is None:
+            query_positions = jnp.arange(q.shape[1])[None]
+        mask &= query_positions[:, :, None] >= jnp.arange(k.shape[2])[None, None, :]
+    return mask[:, None, :, :]
 
 
-def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array) -> jax.Array:
-    """Pallas splash attention (TPU) with segment ids: padding and packing in one kernel.
+def splash_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, causal: bool = False
+) -> jax.Array:
+    """Pallas splash attention (TPU) with segment ids: padding and packing in one kernel
+    (``causal``: left context only, within each segment).
 
     q, k, v are [batch, length, heads, head_dim]; length must be a multiple of 128. Each device
     runs the kernel on its own rows and heads (``shard_map`` over the active mesh: batch over
@@ -230,8 +248,9 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
         )
     mesh = jax.sharding.get_abstract_mesh()
     head_shards = mesh.shape.get("tensor", 1) if not mesh.empty else 1
+    mask = (masks.CausalMask if causal else masks.FullMask)((length, length))
     kernel = splash.make_splash_mha(
-        masks.MultiHeadMask([masks.FullMask((length, length))] * (heads // head_shards)),
+        masks.MultiHeadMask([mask] * (heads // head_shards)),
         head_shards=1,
         q_seq_shards=1,
         interpret=jax.default_backend() != "tpu",
@@ -293,9 +312,12 @@ class SelfAttention(nn.Module):
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, queries, x, query_segment_ids, segment_ids, deterministic: bool):
+    def __call__(
+        self, queries, x, query_segment_ids, segment_ids, deterministic: bool, query_positions=None
+    ):
         """``queries`` [batch, q, hidden] attend to ``x`` [batch, k, hidden] (q = k, or fewer
-        queries in a pruned last layer); segment ids as in `attention_mask_from_segments`."""
+        queries in a pruned last layer, at ``query_positions``); segment ids as in
+        `attention_mask_from_segments`."""
         cfg = self.cfg
 
         def project(name, inputs):
@@ -304,7 +326,9 @@ class SelfAttention(nn.Module):
             return constrain(y, "activation_batch", "activation_length", "activation_heads", None)
 
         q, k, v = project("query", queries), project("key", x), project("value", x)
-        mask = attention_mask_from_segments(segment_ids, query_segment_ids)
+        mask = attention_mask_from_segments(
+            segment_ids, query_segment_ids, causal=cfg.causal, query_positions=query_positions
+        )
         if not deterministic and cfg.attention_dropout > 0.0:
             # Dropout on the attention probabilities needs them explicitly.
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(cfg.head_dim).astype(q.dtype)
@@ -316,7 +340,7 @@ class SelfAttention(nn.Module):
             # A pruned layer's few queries: splash needs q = k, and the work is small; JAX picks.
             y = jax.nn.dot_product_attention(q, k, v, mask=mask)
         elif cfg.attention_impl == "splash":
-            y = splash_attention(q, k, v, segment_ids)
+            y = splash_attention(q, k, v, segment_ids, cfg.causal)
         else:
             y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=cfg.attention_impl)
         y = constrain(y, "activation_batch", "activation_length", "activation_heads", None)
@@ -340,7 +364,7 @@ class TransformerLayer(nn.Module):
             queries = jnp.take_along_axis(x, output_positions[..., None], axis=1)
             query_segment_ids = jnp.take_along_axis(segment_ids, output_positions, axis=1)
         y = SelfAttention(cfg, name="attention")(
-            queries, x, query_segment_ids, segment_ids, deterministic
+            queries, x, query_segment_ids, segment_ids, deterministic, output_positions
         )
         x = layer_norm(cfg, "attention_layer_norm")(
             queries + dropout(y, deterministic=deterministic)
@@ -477,8 +501,15 @@ class BertModel(nn.Module):
             x = layer(x, segment_ids, deterministic)
             hidden_states.append(x)
 
-        # The pooler reads the [CLS] token of each sequence (of each packed pair when packed).
-        cls = jnp.zeros((batch, 1), jnp.int32) if cls_positions is None else cls_positions
+        # The pooler reads the [CLS] token of each sequence (of each packed pair when packed); a
+        # causal model's [CLS] has seen only itself, so it reads the last real token, which has
+        # seen the whole sequence (as left-to-right classifiers do).
+        if cls_positions is not None:
+            cls = cls_positions
+        elif self.cfg.causal:
+            cls = jnp.maximum((segment_ids != 0).sum(-1, keepdims=True) - 1, 0).astype(jnp.int32)
+        else:
+            cls = jnp.zeros((batch, 1), jnp.int32)
         prune = (
             self.cfg.prune_last_layer
             and output_positions is not None

@@ -137,9 +137,14 @@ class BertForQuestionAnswering(nn.Module):
     Returns ``(start_logits, end_logits)``, each ``[batch, length]``; the head's kernel is
     ``[hidden, 2]`` (start first), as Hugging Face's ``qa_outputs`` and the original's
     ``cls/squad/output_weights``.
+
+    ``bilstm`` puts a randomly initialised bidirectional LSTM (``hidden_size`` units per direction)
+    between the encoder and the head: the paper's "+ BiLSTM" (Table 5), which gives a
+    left-to-right (``cfg.causal``) encoder's tokens their right context back.
     """
 
     cfg: BertConfig
+    bilstm: bool = False
 
     @nn.compact
     def __call__(
@@ -153,7 +158,11 @@ class BertForQuestionAnswering(nn.Module):
         enc = BertModel(self.cfg, name="bert")(
             input_ids, token_type_ids, attention_mask, deterministic=deterministic
         )
-        logits = dense(self.cfg, 2, ("embed", None), name="qa_outputs")(enc.sequence_output)
+        x = enc.sequence_output
+        if self.bilstm:
+            lengths = row_lengths(input_ids, attention_mask)
+            x = BiLSTM(self.cfg.hidden_size, name="bilstm")(x, lengths)
+        logits = dense(self.cfg, 2, ("embed", None), name="qa_outputs")(x)
         return logits[..., 0], logits[..., 1]
 
 
@@ -222,6 +231,13 @@ FEATURE_LAYERS = (
     "concat_last_four",  # the last four layers side by side (4 x hidden features)
     "sum_all",  # a learned weighted sum of every layer
 )
+
+
+def row_lengths(input_ids: jax.Array, attention_mask: jax.Array | None) -> jax.Array:
+    """[batch] real tokens per row (padding at the end), for the LSTMs' ``seq_lengths``."""
+    if attention_mask is None:
+        return jnp.full(input_ids.shape[:1], input_ids.shape[1])
+    return attention_mask.sum(-1)
 
 
 class BiLSTM(nn.Module):
@@ -302,11 +318,7 @@ class BertFeatureTagger(nn.Module):
 
         # The LSTMs read each row up to its length: the backward pass starts at the last real
         # token, not at the padding.
-        lengths = (
-            jnp.full(input_ids.shape[:1], input_ids.shape[1])
-            if attention_mask is None
-            else attention_mask.sum(-1)
-        )
+        lengths = row_lengths(input_ids, attention_mask)
         for i in range(self.lstm_layers):
             x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
             x = BiLSTM(self.lstm_size, name=f"lstm_{i}")(x, lengths)

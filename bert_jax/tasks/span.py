@@ -95,7 +95,7 @@ class SpanExtraction:
         return Features(arrays, meta=windows)
 
     def model(self, cfg: BertConfig) -> BertForQuestionAnswering:
-        return BertForQuestionAnswering(cfg)
+        return BertForQuestionAnswering(cfg, bilstm=self.config.bilstm_on_top)
 
     def loss(self, model, params, batch, rng) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(start cross-entropy + end cross-entropy) / 2 per window, as run_squad.py."""
