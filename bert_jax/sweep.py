@@ -250,11 +250,14 @@ def load_sweep(spec: str) -> Sweep | Pipeline:
     return sweep
 
 
-def validate(sweep: Sweep, extra: Sequence[str] = ()) -> None:
+def validate(sweep: Sweep | Pipeline, extra: Sequence[str] = ()) -> None:
     """Applies every run's overrides to the locked config, as ``bert_jax.main`` will.
 
     Fails before anything is launched when a field is misspelled or a value has the wrong type.
     """
+    if isinstance(sweep, Pipeline):
+        _validate_pipeline(sweep, extra)
+        return
     config = resolve_config(sweep.config)
     extra_config = [e for e in extra if e.startswith("--config.")]
     for run in sweep.runs():
@@ -405,8 +408,20 @@ def run_jobs(
     return failed
 
 
+def _sweep_jobs(
+    sweep: Sweep, sweep_dir: Path, extra: Sequence[str], remote_dir: str | None, **kwargs: Any
+) -> tuple[list[Job], int]:
+    """The jobs of the unfinished runs, and the number of runs."""
+    runs, jobs = sweep.runs(), []
+    for r in runs:
+        if not is_finished(sweep_dir, r):
+            command = run_command(sweep, r, sweep_dir, extra=extra, remote_dir=remote_dir, **kwargs)
+            jobs.append(Job(r.name, command, sweep_dir / r.name))
+    return jobs, len(runs)
+
+
 def launch(
-    sweep: Sweep,
+    sweep: Sweep | Pipeline,
     sweep_dir: str | Path,
     *,
     launcher: str = "local",
@@ -417,19 +432,18 @@ def launch(
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict[str, str]:
-    """Runs the sweep's unfinished runs; returns ``{run name: why it failed}``.
+    """Runs the unfinished runs of a sweep or a pipeline; returns ``{run: why it failed}``, runs
+    named by their workdirs relative to ``sweep_dir``.
 
     With ``dry_run`` (or the ``print`` launcher) it only echoes the commands. A failed run does
-    not stop the others.
+    not stop the others. A pipeline's fine-tuning run starts once its pretraining has finished;
+    when that fails, the row's fine-tuning runs are skipped and reported, and the other rows go on.
     """
-    runs = sweep.runs()
-    todo = [r for r in runs if not is_finished(sweep_dir, r)]
-    echo(f"{len(runs)} runs, {len(runs) - len(todo)} finished already, {len(todo)} to run.")
-    kwargs = dict(launcher=launcher, trainer=trainer, extra=extra, remote_dir=remote_dir)
-    jobs = [
-        Job(r.name, run_command(sweep, r, sweep_dir, **kwargs), Path(sweep_dir) / r.name)
-        for r in todo
-    ]
+    make_jobs = _pipeline_jobs if isinstance(sweep, Pipeline) else _sweep_jobs
+    jobs, total = make_jobs(
+        sweep, Path(sweep_dir), extra, remote_dir, launcher=launcher, trainer=trainer
+    )
+    echo(f"{total} runs, {total - len(jobs)} finished already, {len(jobs)} to run.")
     return run_jobs(jobs, launcher=launcher, parallel=parallel, dry_run=dry_run, echo=echo)
 
 
@@ -887,7 +901,7 @@ def _check_stage_extra(pipeline: Pipeline, extra: Sequence[str]) -> None:
             raise ValueError(f"--extra={arg}: no stage {m[1]!r}; the stages are {sorted(names)}.")
 
 
-def validate_pipeline(pipeline: Pipeline, extra: Sequence[str] = ()) -> None:
+def _validate_pipeline(pipeline: Pipeline, extra: Sequence[str]) -> None:
     """:func:`validate` for every pretraining run and every fine-tuning grid of the pipeline."""
     _check_stage_extra(pipeline, extra)
     for row in pipeline.pretrainings().values():
@@ -898,26 +912,18 @@ def validate_pipeline(pipeline: Pipeline, extra: Sequence[str] = ()) -> None:
             validate(pipeline.stage_sweep(row, stage, init), stage_extra(extra, stage.name))
 
 
-def launch_pipeline(
+def _pipeline_jobs(
     pipeline: Pipeline,
-    sweep_dir: str | Path,
+    sweep_dir: Path,
+    extra: Sequence[str],
+    remote_dir: str | None,
     *,
-    launcher: str = "local",
-    parallel: int = 1,
-    trainer: Sequence[str] = DEFAULT_TRAINER,
-    extra: Sequence[str] = (),
-    remote_dir: str | None = None,
-    dry_run: bool = False,
-    echo: Callable[[str], None] = print,
-) -> dict[str, str]:
-    """Runs the pipeline's unfinished runs; returns ``{run: why it failed}`` (runs named by their
-    workdirs relative to ``sweep_dir``).
-
-    A fine-tuning run starts once its pretraining has finished; when that fails, the row's
-    fine-tuning runs are skipped and reported, and the other rows go on.
-    """
+    launcher: str,
+    trainer: Sequence[str],
+) -> tuple[list[Job], int]:
+    """The jobs of the unfinished runs, each fine-tuning run after its pretraining, and the
+    number of runs."""
     _check_stage_extra(pipeline, extra)
-    sweep_dir = Path(sweep_dir)
     remote = (remote_dir or "").rstrip("/")
     jobs, total = [], 0
 
@@ -948,8 +954,7 @@ def launch_pipeline(
                 sweep = pipeline.stage_sweep(row, stage, init)
                 for run in sweep.runs():
                     add(sweep, run, f"{pre_name}/{stage.name}", stage.name, after=pretrain_job)
-    echo(f"{total} runs, {total - len(jobs)} finished already, {len(jobs)} to run.")
-    return run_jobs(jobs, launcher=launcher, parallel=parallel, dry_run=dry_run, echo=echo)
+    return jobs, total
 
 
 @dataclasses.dataclass
@@ -1025,7 +1030,7 @@ def summarize_pipeline(
     """The table's rows from the runs' results.json; each stage's grid is also tabulated and
     plotted in its own directory (SWEEP_DIR/<pretraining>/<stage>/results.md, ...).
 
-    ``failed``: the failures of this launch (:func:`launch_pipeline`), to say why a row has no
+    ``failed``: the failures of this launch (:func:`launch`), to say why a row has no
     fine-tuning numbers.
     """
     failed = failed or {}
@@ -1200,8 +1205,8 @@ def main(argv: Sequence[str]) -> None:
     failed = {}
     if not _TABULATE_ONLY.value:
         if _VALIDATE.value:
-            (validate_pipeline if pipeline else validate)(sweep, _EXTRA.value)
-        failed = (launch_pipeline if pipeline else launch)(
+            validate(sweep, _EXTRA.value)
+        failed = launch(
             sweep,
             sweep_dir,
             launcher=_LAUNCHER.value,

@@ -55,15 +55,20 @@ def get_sweep(arg=None):
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.,=+-]+$")
 
 
-@pytest.fixture
-def fake(tmp_path):
-    """(trainer command, calls file, sweep file) for sweeps of the fake trainer."""
+def write_fake(tmp_path, trainer_text, sweep_text):
+    """(trainer command, calls file, sweep file): a fake trainer that records its calls in the
+    calls file, and a sweep file, written into ``tmp_path``."""
     trainer = tmp_path / "fake_trainer.py"
-    trainer.write_text(FAKE_TRAINER)
+    trainer.write_text(trainer_text)
     sweep_file = tmp_path / "fake_sweep.py"
-    sweep_file.write_text(SWEEP_FILE)
+    sweep_file.write_text(sweep_text)
     calls = tmp_path / "calls.txt"
     return [sys.executable, str(trainer), str(calls)], calls, sweep_file
+
+
+@pytest.fixture
+def fake(tmp_path):
+    return write_fake(tmp_path, FAKE_TRAINER, SWEEP_FILE)
 
 
 def _calls(path):

@@ -19,7 +19,7 @@ import pytest
 
 from bert_jax import sweep as sw
 from bert_jax.config_lib import load_config
-from tests.test_sweep import REPO, _calls, _cli
+from tests.test_sweep import REPO, _calls, _cli, write_fake
 
 FAKE_TRAINER = r"""
 import json, pathlib, sys
@@ -72,12 +72,7 @@ FINETUNE_RUNS = [f"learning_rate={lr},seed={s}" for lr in ("0.0001", "0.0003") f
 @pytest.fixture
 def fake(tmp_path):
     """(trainer command, calls file, pipeline file)."""
-    trainer = tmp_path / "fake_trainer.py"
-    trainer.write_text(FAKE_TRAINER)
-    pipeline_file = tmp_path / "fake_pipeline.py"
-    pipeline_file.write_text(PIPELINE_FILE)
-    calls = tmp_path / "calls.txt"
-    return [sys.executable, str(trainer), str(calls)], calls, pipeline_file
+    return write_fake(tmp_path, FAKE_TRAINER, PIPELINE_FILE)
 
 
 def _relative(calls, root):
@@ -142,17 +137,21 @@ def test_two_stage_pipeline_runs_in_order_resumes_and_reads_back(fake, tmp_path)
         path.unlink()
     removed.rmdir()
     (out / "results.csv").unlink()
-    again = _cli(*args)
-    assert again.returncode == 0, again.stderr
-    assert "10 runs, 9 finished already, 1 to run." in again.stdout
+    pipeline, messages = sw.load_sweep(str(pipeline_file)), []
+    extra = [a.removeprefix("--extra=") for a in args if a.startswith("--extra=")]
+    assert not sw.launch(pipeline, out, trainer=trainer, extra=extra, echo=messages.append)
+    assert messages[0] == "10 runs, 9 finished already, 1 to run."
     assert _relative(calls, out)[10:] == ["nsp=False/mrpc/learning_rate=0.0001,seed=1"]
+    sw.tabulate_pipeline(pipeline, out)
     assert _csv_rows(out / "results.csv") == rows
 
-    # Read back alone.
-    (out / "results.csv").unlink()
-    alone = _cli(f"--sweep={pipeline_file}", f"--sweep_dir={out}", "--tabulate_only")
-    assert alone.returncode == 0, alone.stderr
+    # Read back alone, from the files.
+    for name in ("results.csv", "results.md"):
+        (out / name).unlink()
+    table = sw.tabulate_pipeline(pipeline, out)
     assert _csv_rows(out / "results.csv") == rows and len(_calls(calls)) == 11
+    assert (out / "results.md").read_text() == md
+    assert table[0].cells["MRPC acc"].best == "learning_rate=0.0003"
 
 
 def test_a_failed_pretraining_skips_its_row_and_not_the_others(fake, tmp_path):
@@ -160,7 +159,7 @@ def test_a_failed_pretraining_skips_its_row_and_not_the_others(fake, tmp_path):
     out = tmp_path / "pipeline"
     pipeline = sw.load_sweep(f"{pipeline_file}:fail")
     messages = []
-    failed = sw.launch_pipeline(pipeline, out, trainer=trainer, parallel=2, echo=messages.append)
+    failed = sw.launch(pipeline, out, trainer=trainer, parallel=2, echo=messages.append)
     bad = "nsp=False,learning_rate=0.05"
     assert failed[f"{bad}/pretrain"].startswith("exit code 3")
     skipped = {f"{bad}/mrpc/{run}" for run in FINETUNE_RUNS}
@@ -205,11 +204,17 @@ def test_dry_run_prints_every_command_in_order_and_runs_nothing(fake, tmp_path):
                                                         "--config.nsp=False")  # fmt: skip
     assert not out.exists() and not calls.exists()
 
+    # Tabulated before anything ran: the rows say so.
+    result = _cli(f"--sweep={pipeline_file}", f"--sweep_dir={out}", "--tabulate_only")
+    assert result.returncode == 0, result.stderr
+    assert "| No NSP | not finished | not finished | not run |" in result.stdout
+    assert (out / "results.csv").exists() and not (out / "results.png").exists()
+
 
 def test_tpu_vm_pipeline_fine_tunes_from_the_remote_pretraining(fake, tmp_path):
     pipeline = sw.load_sweep(str(fake[2]))
     printed = []
-    sw.launch_pipeline(
+    sw.launch(
         pipeline, tmp_path, launcher="tpu_vm", remote_dir="gs://b/t/", dry_run=True,
         echo=printed.append,
     )  # fmt: skip
@@ -227,7 +232,7 @@ def test_tpu_vm_pipeline_fine_tunes_from_the_remote_pretraining(fake, tmp_path):
         "--config.seed=0",
     ])  # fmt: skip
     with pytest.raises(ValueError, match="--parallel=1"):
-        sw.launch_pipeline(pipeline, tmp_path, launcher="tpu_vm", parallel=2, remote_dir="gs://b")
+        sw.launch(pipeline, tmp_path, launcher="tpu_vm", parallel=2, remote_dir="gs://b")
 
 
 def test_rows_sharing_a_pretraining_pretrain_once():
@@ -238,12 +243,12 @@ def test_rows_sharing_a_pretraining_pretrain_once():
         [sw.Stage("MRPC", mrpc)],
     )
     printed = []
-    sw.launch_pipeline(pipeline, "/s", dry_run=True, echo=printed.append)
+    sw.launch(pipeline, "/s", dry_run=True, echo=printed.append)
     workdirs = [c.split("--workdir=")[1].split()[0] for c in printed[1:]]
     assert workdirs == ["/s/nsp=False/pretrain", "/s/nsp=False/MRPC/seed=0",
                         "/s/nsp=False/MRPC/num_epochs=1.0,seed=0"]  # fmt: skip
     assert "--config.num_epochs=1.0" in printed[3]
-    sw.validate_pipeline(pipeline)
+    sw.validate(pipeline)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +265,7 @@ def test_bad_pipelines_fail_naming_the_problem(rows, stage, extra, match):
     sweep = sw.Sweep("configs/glue.py:task=mrpc,model=tiny", [{"seed": [0]}], "m", **stage)
     with pytest.raises(ValueError, match=match):
         pipeline = sw.Pipeline("configs/pretrain.py:model=tiny", rows, [sw.Stage("mrpc", sweep)])
-        sw.validate_pipeline(pipeline, extra)
+        sw.validate(pipeline, extra)
 
 
 # ------------------------------------------------------------------- the paper's tables
@@ -280,7 +285,7 @@ def _stage_grid(pipeline):
 @pytest.mark.parametrize("model", ["tiny", "base"])
 def test_table_5_pretraining_tasks(model):
     pipeline = sw.load_sweep(f"configs/ablations/pretraining_tasks.py:model={model}")
-    sw.validate_pipeline(pipeline)  # every run's overrides build its config
+    sw.validate(pipeline)  # every run's overrides build its config
     assert [r.label for r in pipeline.rows] == ["BERT", "No NSP", "LTR & No NSP", "+ BiLSTM"]
     ltr = {"objective": "ltr", "nsp": False, "model.causal": True}
     assert [dict(r.pretrain) for r in pipeline.rows] == [{"nsp": True}, {"nsp": False}, ltr, ltr]
@@ -303,7 +308,7 @@ def test_table_5_pretraining_tasks(model):
 @pytest.mark.parametrize("model", ["tiny", "base"])
 def test_table_6_model_sizes(model):
     pipeline = sw.load_sweep(f"configs/ablations/model_sizes.py:model={model}")
-    sw.validate_pipeline(pipeline)
+    sw.validate(pipeline)
     sizes = _pretrain_overrides(pipeline, *(f"model.{f}" for f in ("num_layers", "hidden_size",
                                                                    "num_heads")))  # fmt: skip
     if model == "base":
@@ -326,7 +331,7 @@ def test_table_6_model_sizes(model):
 @pytest.mark.parametrize("model", ["tiny", "base"])
 def test_table_8_masking(model):
     pipeline = sw.load_sweep(f"configs/ablations/masking.py:model={model},seeds=1")
-    sw.validate_pipeline(pipeline)
+    sw.validate(pipeline)
     rows = [
         (round(100 * mask), round(100 * (1 - mask - rnd)), round(100 * rnd))
         for mask, rnd in _pretrain_overrides(
@@ -353,7 +358,7 @@ def test_tpu_vm_pipeline_through_the_launch_script(tmp_path):
     pretraining workdir through the bucket's mount."""
     pipeline = sw.load_sweep("configs/ablations/masking.py:model=tiny")
     printed = []
-    sw.launch_pipeline(pipeline, tmp_path, launcher="tpu_vm", remote_dir="gs://b/t8",
+    sw.launch(pipeline, tmp_path, launcher="tpu_vm", remote_dir="gs://b/t8",
                        dry_run=True, echo=printed.append)  # fmt: skip
     finetune = shlex.split(printed[2])
     result = subprocess.run(
