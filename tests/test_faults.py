@@ -420,8 +420,9 @@ def test_a_real_full_filesystem_during_a_save(data_dir, straight, at_step_2, tmp
     """A tmpfs of 8 MB in a user namespace: the checkpoint of step 2 (5.4 MB) fits, step 4's not."""
     mount = tmp_path / "small_disk"
     mount.mkdir()
-    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
-        pytest.skip("no user namespaces here to mount a small tmpfs in")
+    probe = ["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]
+    if subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("no user namespace here to mount a small tmpfs in")
     script = (
         f"mount -t tmpfs -o size=8m tmpfs {mount} && cp -r {at_step_2} {mount}/run && "
         f'{sys.executable} -c "$0" {data_dir} {mount}/run; rc=$?; '
