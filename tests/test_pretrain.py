@@ -2,6 +2,7 @@
 exact resume, sharding and multi-process equivalence, kills, NaNs and mismatched workdirs."""
 
 import json
+import math
 import os
 import pathlib
 import signal
@@ -312,3 +313,48 @@ def test_a_pretraining_workdir_is_an_initial_checkpoint(data_dir, tmp_path):
     for k in want:
         assert isinstance(got[k], np.ndarray)
         np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_left_to_right_pretraining_then_squad_with_a_bilstm_stays_causal(data_dir, tmp_path):
+    """The paper's "LTR & No NSP" and "+ BiLSTM": a causal model pretrained as a left-to-right LM
+    (held-out next-token accuracy and perplexity; no MLM, no NSP), then fine-tuned on SQuAD with
+    a fresh BiLSTM on top; the fine-tuned encoder still sees only the left context."""
+    from bert_jax import pretrained
+    from bert_jax.models.bert import BertModel
+    from tests.tiny_runs import run_main
+
+    ltr = {"objective": "ltr", "nsp": False, "model.causal": True}
+    run(data_dir, tmp_path / "ltr", 4, devices=2, eval_every_steps=4, **ltr)
+    rows = read_jsonl(tmp_path / "ltr" / "metrics.jsonl")
+    held_out = next(r for r in rows if "eval/lm_loss" in r)
+    assert held_out["eval/lm_perplexity"] == pytest.approx(math.exp(held_out["eval/lm_loss"]))
+    assert 0.0 < held_out["eval/lm_accuracy"] < 1.0 and "lm_accuracy" in rows[0]
+    assert not [k for r in rows for k in r if "mlm" in k or "nsp" in k]
+
+    run_main(
+        "configs/squad.py:version=1.1,model=tiny", tmp_path / "squad",
+        f"--config.init_checkpoint={tmp_path / 'ltr'}", "--config.bilstm_on_top=true",
+        "--config.total_steps=2", "--config.synthetic_train_examples=16",
+        "--config.synthetic_dev_examples=4", "--config.max_seq_length=64",
+        "--config.doc_stride=32", "--config.batch_size=8", "--config.eval_batch_size=8",
+    )  # fmt: skip
+    cfg, params = pretrained.load(tmp_path / "squad" / "best")
+    assert cfg.causal and set(params["bilstm"]) == {"forward", "backward"}
+    assert params["qa_outputs"]["kernel"].shape == (2 * cfg.hidden_size, 2)
+    ids = np.random.default_rng(0).integers(5, cfg.vocab_size, (2, 16))
+    later = ids.copy()
+    later[:, 9:] = (later[:, 9:] + 3) % cfg.vocab_size
+    encoder = BertModel(cfg)
+    before, after = (encoder.apply({"params": params["bert"]}, x) for x in (ids, later))
+    np.testing.assert_allclose(after.sequence_output[:, :9], before.sequence_output[:, :9])
+
+
+def test_objective_and_model_must_agree_before_anything_runs(tmp_path):
+    from bert_jax import pretrain
+    from bert_jax.config_lib import load_config
+
+    config = load_config([f"--config={ROOT}/configs/pretrain.py:model=tiny"])
+    config.objective = "ltr"  # without configs/pretrain.py:objective=ltr's causal model
+    with pytest.raises(ValueError, match="objective='ltr' with model.causal=False"):
+        pretrain.train_and_evaluate(config, str(tmp_path))
+    assert not (tmp_path / "config.json").exists()
