@@ -316,3 +316,18 @@ def test_causal_outputs_see_only_the_left_of_their_own_segment():
     base, changed = apply(packed), apply(changed_after(packed, [4, 5, 6, 7, 12, 13, 14, 15]))
     kept = np.isin(np.arange(16), [0, 1, 2, 3, 8, 9, 10, 11]) & (packed["segment_ids"] > 0)
     np.testing.assert_allclose(changed.sequence_output[kept], base.sequence_output[kept])
+
+
+def test_causal_splash_kernel_equals_the_mask_path():
+    """Splash's causal mask with segment ids (Pallas' interpreter here) attends as the causal
+    segment mask does, at every real token of a row with two segments and padding."""
+    from bert_jax.models.bert import splash_attention
+
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, 128, 2, 16)), jnp.float32) for _ in "qkv")
+    segments = np.repeat([1, 2, 0], [50, 50, 28])[None]
+    mask = attention_mask_from_segments(jnp.asarray(segments), causal=True)
+    expected = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    ours = splash_attention(q, k, v, jnp.asarray(segments), causal=True)
+    real = segments > 0
+    np.testing.assert_allclose(np.asarray(ours)[real], np.asarray(expected)[real], atol=1e-5)
