@@ -555,7 +555,8 @@ def load_hf(path: str | os.PathLike, *, seed: int = 0) -> tuple[BertConfig, dict
 
     BertModel, BertForPreTraining, BertForMaskedLM, BertForSequenceClassification,
     BertForQuestionAnswering, BertForMultipleChoice and BertForTokenClassification checkpoints
-    are accepted, with or without the ``bert.`` prefix. Returns the config and a float32
+    are accepted, with or without the ``bert.`` prefix; ``is_decoder`` ones (BertLMHeadModel)
+    give a causal config. Returns the config and a float32
     BertForPreTraining parameter tree, plus ``"classifier"`` (sequence / token classification,
     multiple choice: ``[hidden, labels]``) or ``"qa_outputs"`` when the checkpoint has one; the
     pooler / MLM / NSP heads a checkpoint lacks are initialised afresh from ``seed`` (and named
@@ -718,7 +719,8 @@ def save_hf(
     tokenizers are refused there). ``tokenizer=None`` writes the weights alone.
 
     ``architecture`` is one of :data:`ARCHITECTURES`; by default a tree with MLM and NSP heads is a
-    BertForPreTraining (MLM alone: BertForMaskedLM), with ``"classifier"`` a
+    BertForPreTraining (MLM alone: BertForMaskedLM; a causal model's: BertLMHeadModel, with
+    ``is_decoder``, and pooled classes are refused for it), with ``"classifier"`` a
     BertForSequenceClassification, with ``"qa_outputs"`` a BertForQuestionAnswering, else a
     BertModel. bert_jax's BertForMultipleChoice and BertForTokenClassification trees hold a
     ``"classifier"`` too: name their architecture. Groups the class has no place for are left
