@@ -317,36 +317,43 @@ def test_a_pretraining_workdir_is_an_initial_checkpoint(data_dir, tmp_path):
 
 def test_left_to_right_pretraining_then_squad_with_a_bilstm_stays_causal(data_dir, tmp_path):
     """The paper's "LTR & No NSP" and "+ BiLSTM": a causal model pretrained as a left-to-right LM
-    (held-out next-token accuracy and perplexity; no MLM, no NSP), then fine-tuned on SQuAD with
-    a fresh BiLSTM on top; the fine-tuned encoder still sees only the left context."""
-    from bert_jax import pretrained
+    (held-out next-token accuracy and perplexity; no MLM, no NSP); SQuAD fine-tuning starts from
+    its workdir with a causal encoder and a fresh BiLSTM between encoder and span head."""
+    from bert_jax import checkpoints
+    from bert_jax.config_lib import load_config
     from bert_jax.models.bert import BertModel
-    from tests.tiny_runs import run_main
+    from bert_jax.tasks import get_family
 
     ltr = {"objective": "ltr", "nsp": False, "model.causal": True}
-    run(data_dir, tmp_path / "ltr", 4, devices=2, eval_every_steps=4, **ltr)
-    rows = read_jsonl(tmp_path / "ltr" / "metrics.jsonl")
+    run(data_dir, tmp_path, 4, devices=2, eval_every_steps=4, **ltr)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
     held_out = next(r for r in rows if "eval/lm_loss" in r)
     assert held_out["eval/lm_perplexity"] == pytest.approx(math.exp(held_out["eval/lm_loss"]))
     assert 0.0 < held_out["eval/lm_accuracy"] < 1.0 and "lm_accuracy" in rows[0]
     assert not [k for r in rows for k in r if "mlm" in k or "nsp" in k]
 
-    run_main(
-        "configs/squad.py:version=1.1,model=tiny", tmp_path / "squad",
-        f"--config.init_checkpoint={tmp_path / 'ltr'}", "--config.bilstm_on_top=true",
-        "--config.total_steps=2", "--config.synthetic_train_examples=16",
-        "--config.synthetic_dev_examples=4", "--config.max_seq_length=64",
-        "--config.doc_stride=32", "--config.batch_size=8", "--config.eval_batch_size=8",
-    )  # fmt: skip
-    cfg, params = pretrained.load(tmp_path / "squad" / "best")
-    assert cfg.causal and set(params["bilstm"]) == {"forward", "backward"}
-    assert params["qa_outputs"]["kernel"].shape == (2 * cfg.hidden_size, 2)
+    # What fine-tuning reads: the workdir's model config, causal (architecture, which the
+    # fine-tuning config cannot override), and its parameters under the family's fresh head.
+    cfg, params, _ = checkpoints.load_init_checkpoint(str(tmp_path))
+    assert cfg.causal and "causal" not in checkpoints.RUNTIME_FIELDS
+    squad = f"--config={ROOT}/configs/squad.py:model=tiny"
+    model = get_family(load_config([squad, "--config.bilstm_on_top=true"])).model(cfg)
     ids = np.random.default_rng(0).integers(5, cfg.vocab_size, (2, 16))
+    fresh = nn.unbox(jax.jit(model.init)(jax.random.key(0), ids)["params"])
+    tuned = checkpoints.merge_params(params, fresh, "the LTR workdir")
+    assert set(tuned) == {"bert", "bilstm", "qa_outputs"}
+    assert set(tuned["bilstm"]) == {"forward", "backward"}
+    assert tuned["qa_outputs"]["kernel"].shape == (2 * cfg.hidden_size, 2)
+    # Tokens from 9 on changed: the encoder's outputs before 9 stay, the BiLSTM's right context
+    # moves the span logits there.
     later = ids.copy()
     later[:, 9:] = (later[:, 9:] + 3) % cfg.vocab_size
-    encoder = BertModel(cfg)
-    before, after = (encoder.apply({"params": params["bert"]}, x) for x in (ids, later))
+    encode = jax.jit(BertModel(cfg).apply)
+    before, after = (encode({"params": tuned["bert"]}, x) for x in (ids, later))
     np.testing.assert_allclose(after.sequence_output[:, :9], before.sequence_output[:, :9])
+    apply = jax.jit(model.apply)
+    (start, _), (start_later, _) = (apply({"params": tuned}, x) for x in (ids, later))
+    assert not np.allclose(start[:, :9], start_later[:, :9])
 
 
 def test_objective_and_model_must_agree_before_anything_runs(tmp_path):
