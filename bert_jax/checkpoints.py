@@ -54,6 +54,17 @@ RESUMABLE_CHANGES = (
 )
 
 
+# Fields added to the configs after runs were made without them, each with the value that does
+# what those runs did: a config.json that lacks one reads as having that value, so older runs
+# still resume (and a new default that computes something else is named as a difference).
+ADDED_FIELDS = {
+    "objective": "mlm",
+    "model.causal": False,
+    "bucket_by_length": False,
+    "length_buckets": [],
+}
+
+
 def _resumable_changes(config: dict[str, Any]) -> tuple[str, ...]:
     """``total_steps`` may grow or shrink only where nothing depends on it: a constant learning
     rate and no second phase (the decay and the phase-2 boundary are fractions of it)."""
@@ -86,6 +97,9 @@ def check_compatible_workdir(workdir: str, config: mlc.ConfigDict) -> None:
         old = json.load(f)
     old_flat = traverse_util.flatten_dict(old, sep=".")
     new_flat = traverse_util.flatten_dict(new, sep=".")
+    for key, value in ADDED_FIELDS.items():
+        if key in new_flat:
+            old_flat.setdefault(key, value)
     differing = sorted(
         k
         for k in set(old_flat) | set(new_flat)

@@ -1,6 +1,9 @@
 """Initial-checkpoint checks: a checkpoint of another model or vocabulary is refused by name."""
 
 import dataclasses
+import json
+import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -49,3 +52,21 @@ def test_merge_params_takes_loaded_values_in_the_models_dtype_and_layout():
     assert w.dtype == np.float16 and w.tolist() == [[1.5] * 3, [2.5] * 3]
     assert merged["bert"]["layer_2"]["w"].tolist() == [3.5] * 3
     assert merged["head"]["b"].tolist() == [1.0, 1.0]  # missing from the checkpoint: fresh
+
+
+def test_a_config_from_before_a_field_existed_resumes_with_the_value_it_ran_with(tmp_path):
+    """A workdir's config.json written before ``bucket_by_length`` existed ran padded batches:
+    it resumes with bucket_by_length=False, and the new default (True) is named as a change."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parent.parent))
+    from configs import glue as glue_config
+
+    config = glue_config.get_config("task=sst2,model=tiny")
+    saved = checkpoints.config_to_dict(config)
+    for key in ("bucket_by_length", "length_buckets"):
+        del saved[key]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"bucket_by_length: False -> True"):
+        checkpoints.check_compatible_workdir(str(tmp_path), config)
+    with config.unlocked():
+        config.bucket_by_length = False
+    checkpoints.check_compatible_workdir(str(tmp_path), config)
