@@ -66,7 +66,7 @@ from absl import app, flags
 
 from bert_jax import checkpoints, interop, pretrained, tokenizers
 from bert_jax.data import buckets
-from bert_jax.finetune import _make_predict_fn, predict
+from bert_jax.finetune import make_predict_fn, predict
 from bert_jax.main import show_own_info_only, start_distributed
 from bert_jax.metrics import Progress
 from bert_jax.models.bert import BertConfig, BertModel, to_layer_layout
@@ -392,7 +392,7 @@ def extract(
     abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy)["params"])
     params = jax.device_put(params, logical_shardings(abstract, mesh, DEFAULT_RULES))
     features = Features(hidden_states, pooling)
-    predict_fn = _make_predict_fn(features, model, mesh, DEFAULT_RULES)
+    predict_fn = make_predict_fn(features, model, mesh, DEFAULT_RULES)
     lengths = buckets.bucket_lengths((), max_seq_length)
 
     # --- Output, written aside.

@@ -231,7 +231,7 @@ def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float
 
     # --- Model, optimizer and sharded state.
     model = family.model(cfg)
-    predict_batch = _make_predict_fn(family, model, mesh, rules)
+    predict_batch = make_predict_fn(family, model, mesh, rules)
 
     def predict_split(params, split: str):
         return predict(predict_batch, params, arrays[split], config.eval_batch_size, mesh,
@@ -344,7 +344,7 @@ def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float
     return results
 
 
-def _make_predict_fn(family: Family, model, mesh, rules):
+def make_predict_fn(family: Family, model, mesh, rules):
     """predict_fn(params, batch) -> the family's float32 outputs of the whole global batch, on
     every process."""
     jitted = jax.jit(

@@ -170,7 +170,7 @@ def test_bucketed_prediction_is_the_padded_function(name, init_checkpoint):
     model = family.model(BertConfig.from_name("tiny", vocab_size=128, max_position_embeddings=64))
     params = model.init(jax.random.key(1), arrays["input_ids"][:1])["params"]
     mesh = make_mesh((-1, 1, 1))
-    predict_fn = finetune._make_predict_fn(family, model, mesh, DEFAULT_RULES)
+    predict_fn = finetune.make_predict_fn(family, model, mesh, DEFAULT_RULES)
     token_outputs = getattr(family, "token_outputs", ())
     padded = finetune.predict(predict_fn, params, arrays, 8, mesh)
     bucketed = finetune.predict(predict_fn, params, arrays, 8, mesh, (16, 32, 64), token_outputs)

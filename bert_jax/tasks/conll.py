@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 # The sliding windows and the max-context rule are run_squad.py's, implemented once in squad.py.
-from bert_jax.tasks.squad import _doc_spans, _max_context
+from bert_jax.tasks.squad import doc_spans, max_context
 
 SPLITS = ("train", "dev", "test")
 SCHEMES = ("auto", "iob1", "iob2")
@@ -435,8 +435,8 @@ def featurize(
                     word_labels.append(label_ids[tag])
         if not ids:
             continue
-        spans = _doc_spans(len(ids), max_seq_length - 2, doc_stride)
-        best = _max_context(spans, len(ids))
+        spans = doc_spans(len(ids), max_seq_length - 2, doc_stride)
+        best = max_context(spans, len(ids))
         starts = np.array([start for start, _ in spans])
         first_arr = np.array(first)
         word_window = best[first_arr]

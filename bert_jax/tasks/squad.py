@@ -265,7 +265,7 @@ def _improve_answer_span(
     return start, end
 
 
-def _doc_spans(n_tokens: int, max_tokens_for_doc: int, doc_stride: int) -> list[tuple[int, int]]:
+def doc_spans(n_tokens: int, max_tokens_for_doc: int, doc_stride: int) -> list[tuple[int, int]]:
     """(start, length) of each window, as the original's sliding-window loop."""
     spans = []
     start = 0
@@ -278,7 +278,7 @@ def _doc_spans(n_tokens: int, max_tokens_for_doc: int, doc_stride: int) -> list[
     return spans
 
 
-def _max_context(spans: list[tuple[int, int]], n_tokens: int) -> np.ndarray:
+def max_context(spans: list[tuple[int, int]], n_tokens: int) -> np.ndarray:
     """Index of each doc token's best window: max of min(left, right) + 0.01 * length.
 
     The original _check_is_max_context, vectorised over tokens; argmax takes the first of
@@ -352,8 +352,8 @@ def featurize(
                 f"max_seq_length={max_seq_length} leaves no room for the context after a "
                 f"{len(query)}-token question; raise max_seq_length or lower max_query_length."
             )
-        spans = _doc_spans(len(doc_tokens), max_tokens_for_doc, doc_stride)
-        best_span = _max_context(spans, len(doc_tokens))
+        spans = doc_spans(len(doc_tokens), max_tokens_for_doc, doc_stride)
+        best_span = max_context(spans, len(doc_tokens))
         offset = len(query) + 2  # [CLS] query [SEP]
         for span_index, (start, length) in enumerate(spans):
             ids = np.full(max_seq_length, pad_id, dtype=np.int32)
