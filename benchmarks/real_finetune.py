@@ -59,7 +59,7 @@ def prepare(train_examples: int, dev_fraction: float = 0.1) -> tuple[pathlib.Pat
     root = real_data.cache_dir()
     hub_dir = real_data.minilm_dir()
     checkpoint = root / "minilm_bert_jax"
-    if not (checkpoint / "config.json").is_file():
+    if not (checkpoint / "model_config.json").is_file():
         cmd = [sys.executable, "-m", "bert_jax.convert", "--from=hf", f"--input={hub_dir}",
                f"--output={checkpoint}"]  # fmt: skip
         subprocess.run(cmd, check=True)

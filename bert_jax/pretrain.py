@@ -372,6 +372,7 @@ def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float
                 logging.warning("Stopped at step %d on preemption; re-run to resume.", step)
                 break
     finally:  # an in-flight async save completes even when the run fails
+        preemption.close()
         ckpt.close()
         writer.close()
         data_iter.close()  # after the last save, which reads the loader's state

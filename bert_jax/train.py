@@ -194,12 +194,20 @@ class Preemption:
 
     def __init__(self):
         self.requested = False
+        self._previous = None
         if jax.process_count() == 1:
-            signal.signal(signal.SIGTERM, self._handle)
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint and stopping.")
         self.requested = True
+
+    def close(self) -> None:
+        """Gives SIGTERM back to the handler it had, so that the process stops on it again once
+        the loop is over (a benchmark or notebook goes on after a run)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
 
 def mean_metrics(step_metrics: list[Mapping[str, jax.Array]]) -> dict[str, float]:

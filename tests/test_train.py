@@ -51,3 +51,16 @@ def test_gradient_accumulation_equals_full_batch():
         np.testing.assert_allclose(m4[k], m1[k], rtol=2e-5, err_msg=k)
     for a, b in zip(jax.tree.leaves(p4), jax.tree.leaves(p1), strict=True):
         np.testing.assert_allclose(a, b, atol=2e-6)
+
+
+def test_preemption_gives_sigterm_back_when_closed():
+    """The loop turns SIGTERM into a flag while it runs; afterwards the process stops on it."""
+    import signal
+
+    from bert_jax.train import Preemption
+
+    before = signal.getsignal(signal.SIGTERM)
+    preemption = Preemption()
+    assert signal.getsignal(signal.SIGTERM) == preemption._handle
+    preemption.close()
+    assert signal.getsignal(signal.SIGTERM) == before
