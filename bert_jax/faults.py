@@ -242,15 +242,20 @@ def _array_hash(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def finetune_fingerprint(features: Mapping[str, Any], files: Iterable[str]) -> dict[str, dict]:
+def finetune_fingerprint(
+    features: Mapping[str, Any], files: Iterable[str], workdir: str | None = None
+) -> dict[str, dict]:
     """Each split's rows and a hash of its featurized arrays (what the run trains and evaluates
-    on), and the size and sha256 of every file the family read them from."""
+    on), and the size and sha256 of every file the family read them from. Files inside
+    ``workdir`` (generated data) are named ``WORKDIR/...``, so a copied or moved workdir resumes."""
     fingerprint = {
         f"{name} split": {"rows": len(split), "sha256": _array_hash(split.arrays)}
         for name, split in features.items()
     }
+    inside = os.path.join(os.path.realpath(workdir), "") if workdir else None
     for path in sorted(set(files)):
-        fingerprint[path] = {"bytes": os.path.getsize(path), "sha256": prepare.file_sha256(path)}
+        name = "WORKDIR/" + path[len(inside) :] if inside and path.startswith(inside) else path
+        fingerprint[name] = {"bytes": os.path.getsize(path), "sha256": prepare.file_sha256(path)}
     return fingerprint
 
 

@@ -244,7 +244,7 @@ def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float
         workdir,
         config.max_checkpoints_to_keep,
         keep_going_on_save_error=config.keep_going_on_save_error,
-        data_fingerprint=faults.finetune_fingerprint(features, data_files),
+        data_fingerprint=faults.finetune_fingerprint(features, data_files, workdir),
     )
     step = ckpt.latest_step() or 0
     ckpt.check_same_data(step, config.allow_data_change)
