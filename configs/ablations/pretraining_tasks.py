@@ -65,6 +65,7 @@ def get_sweep(arg: str | None = None) -> Pipeline:
             [3e-4] if tiny else PAPER_LEARNING_RATES, seeds, name="squad",
         )
     )  # fmt: skip
+
     def row(label, pretrain, finetune=None, stages=None) -> Row:
         paper = dict(zip(COLUMNS, PAPER[label], strict=True))
         return Row(label, pretrain, finetune or {}, paper, stages)
