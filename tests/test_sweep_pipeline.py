@@ -123,10 +123,10 @@ def test_two_stage_pipeline_runs_in_order_resumes_and_reads_back(fake, tmp_path)
         pretrain_results = (out / row["pretrain"] / "pretrain" / "results.json").read_text()
         assert '"step": 7' in pretrain_results
     md = (out / "results.md").read_text()
-    assert "| BERT | 0.600 | 4.953 | 70.3 ± 0.7 |" in md
-    assert "| No NSP | 0.500 | 4.482 | 60.3 ± 0.7 |" in md
+    assert "| BERT | 0.600 | 4.95 | 70.3 ± 0.7 |" in md
+    assert "| No NSP | 0.500 | 4.48 | 60.3 ± 0.7 |" in md
     assert "## The paper's numbers" in md and "| BERT |  |  | 86.7 |" in md
-    assert "| BERT | 0.600 | 4.953 | 70.3 ± 0.7 |" in result.stdout  # printed too
+    assert "| BERT | 0.600 | 4.95 | 70.3 ± 0.7 |" in result.stdout  # printed too
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
     grid = (out / "nsp=True" / "mrpc" / "results.md").read_text()  # each stage's own grid
     assert "**Best setting:** `learning_rate=0.0003`" in grid
@@ -170,7 +170,7 @@ def test_a_failed_pretraining_skips_its_row_and_not_the_others(fake, tmp_path):
     assert [t.status for t in table] == ["finished", "finished", "failed"]
     md = (out / "results.md").read_text()
     assert "| diverges | failed | failed | skipped: pretraining failed |" in md
-    assert "| No NSP | 0.500 | 4.482 | 59.5 ± 0.7 |" in md
+    assert "| No NSP | 0.500 | 4.48 | 59.5 ± 0.7 |" in md
 
     # Through the command line: exit 1 naming the failures; only the failed row is tried again,
     # and the table says its pretraining did not finish.
@@ -249,6 +249,22 @@ def test_rows_sharing_a_pretraining_pretrain_once():
                         "/s/nsp=False/MRPC/num_epochs=1.0,seed=0"]  # fmt: skip
     assert "--config.num_epochs=1.0" in printed[3]
     sw.validate(pipeline)
+
+
+def test_a_pretraining_column_a_run_lacks_shows_a_dash(tmp_path):
+    """Rows with other objectives report other metrics (an LTR run has no MLM accuracy)."""
+    stage = sw.Stage("MRPC", sw.Sweep("configs/glue.py:task=mrpc,model=tiny", [{"seed": [0]}], "m"))
+    columns = {"MLM acc": "eval/mlm_accuracy", "LTR acc": "eval/lm_accuracy", "typo": "eval/x"}
+    rows = [sw.Row("BERT", {"nsp": True}), sw.Row("LTR", {"objective": "ltr"})]
+    pipeline = sw.Pipeline("configs/pretrain.py:model=tiny", rows, [stage], columns=columns)
+    for name, results in (("nsp=True", '{"eval/mlm_accuracy": 0.7}'),
+                          ("objective=ltr", '{"eval/lm_accuracy": 0.4}')):  # fmt: skip
+        (tmp_path / name / "pretrain").mkdir(parents=True)
+        (tmp_path / name / "pretrain" / "results.json").write_text(results)
+    sw.tabulate_pipeline(pipeline, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "| BERT | 0.700 | - | - | not run |" in md and "| LTR | - | 0.400 | - | not run |" in md
+    assert "No finished pretraining run reports ['typo']" in md
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ when fine-tuned) and + BiLSTM (the LTR model fine-tuned with a randomly initiali
 Each pretraining is run once (+ BiLSTM reuses the LTR one), then fine-tuned on MNLI, QNLI, MRPC,
 SST-2 and SQuAD v1.1. The columns: dev accuracy (MNLI: matched; MRPC: accuracy, as the paper's
 table) and SQuAD F1, each the best learning rate on dev, mean ± std over ``seeds`` restarts; and
-the pretraining's held-out MLM accuracy (the LTR rows have none: a "-").
+the pretraining's held-out accuracy: masked-LM for BERT and No NSP, next-token for the LTR rows
+(each row has one of the two; the other shows "-").
 
   python -m bert_jax.sweep --sweep=configs/ablations/pretraining_tasks.py:model=base,seeds=3 \
     --sweep_dir=/runs/table5 --extra=pretrain:--config.data.data_dir=/data/wiki_books \
@@ -76,4 +77,5 @@ def get_sweep(arg: str | None = None) -> Pipeline:
         row("LTR & No NSP", LTR),
         row("+ BiLSTM", LTR, {"bilstm_on_top": True}, BILSTM_STAGES),
     ]
-    return Pipeline(f"configs/pretrain.py:model={arg.model}", rows, stages)
+    columns = {"MLM acc": "eval/mlm_accuracy", "LTR acc": "eval/lm_accuracy"}
+    return Pipeline(f"configs/pretrain.py:model={arg.model}", rows, stages, columns=columns)
