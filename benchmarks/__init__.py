@@ -1,7 +1,8 @@
-"""Performance benchmarks: the pretraining step against its peers, and the input pipeline.
+"""Performance benchmarks: the pretraining step against its peers (and its profile), the input
+pipeline, packing, fine-tuning throughput, and real checkpoints and text side by side.
 
-Each benchmark restarts itself under ``STEADY_MALLOC`` (see there), prints a table, appends a
-row to ``benchmarks/RESULTS.md`` and prints one JSON object on its last line (for scripts and
+Each benchmark but the fine-tuning one (see there) restarts itself under ``STEADY_MALLOC``,
+prints a table, appends a row to ``benchmarks/RESULTS.md`` and prints one JSON object on its last line (for scripts and
 tests). Helpers shared by them live here.
 
 Usage::

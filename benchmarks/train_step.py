@@ -265,29 +265,42 @@ BUILDERS: dict[str, Callable[[BertConfig, dict[str, np.ndarray]], Step]] = {
 }
 
 
-def matmul_rate(tokens: int, hidden: int, intermediate: int, dtype: str, reps: int = 5) -> float:
+class MatmulProbe:
     """This machine's FLOP/s on the matmuls of one BERT layer's forward pass (query, key, value
-    and output ``[T, H] x [H, H]``, then ``[T, H] x [H, 4H]`` and ``[T, 4H] x [4H, H]``) under
-    XLA in ``dtype``: the rate the model's matmuls can reach here, measured, not the datasheet's.
+    and output ``[T, H] x [H, H]``, then ``[T, H] x [H, 4H]`` and ``[T, 4H] x [4H, H]``) under XLA
+    in ``dtype``: the rate the model's matmuls can reach here, measured, not the datasheet's.
 
-    Each shape runs ``reps`` times after a warm-up; the rate is total FLOPs over the sum of each
-    shape's median time, so the mix is weighted as in the model.
+    Each call runs every shape once and returns the seconds; the benchmarks call it between their
+    steps, alternating, so that the host's drift (this 2-core host's matmul rate moves by 20%
+    from minute to minute) hits the steps and the rate alike. ``flops / median(seconds)`` is the
+    rate.
+
+    Usage::
+
+        probe = MatmulProbe(batch * seq, 768, 3072, "float32")
+        rate = probe.flops / statistics.median(probe() for _ in range(5))
     """
-    shapes = [(tokens, hidden, hidden)] * 4 + [
-        (tokens, hidden, intermediate),
-        (tokens, intermediate, hidden),
-    ]
-    rng = np.random.default_rng(0)
-    matmul = jax.jit(jnp.matmul)
-    flops = seconds = 0.0
-    for m, k, n in shapes:
-        a = jnp.asarray(rng.standard_normal((m, k)), dtype)
-        b = jnp.asarray(rng.standard_normal((k, n)), dtype)
-        matmul(a, b).block_until_ready()
-        times = [_timed(lambda a=a, b=b: matmul(a, b).block_until_ready())[1] for _ in range(reps)]
-        flops += 2.0 * m * k * n
-        seconds += statistics.median(times)
-    return flops / seconds
+
+    def __init__(self, tokens: int, hidden: int, intermediate: int, dtype: str):
+        shapes = [(tokens, hidden, hidden)] * 4 + [
+            (tokens, hidden, intermediate),
+            (tokens, intermediate, hidden),
+        ]
+        rng = np.random.default_rng(0)
+        self._operands = [
+            (jnp.asarray(rng.standard_normal((m, k)), dtype),
+             jnp.asarray(rng.standard_normal((k, n)), dtype))
+            for m, k, n in shapes
+        ]  # fmt: skip
+        self.flops = sum(2.0 * m * k * n for m, k, n in shapes)
+        self._matmul = jax.jit(jnp.matmul)
+        self()  # compiles each shape
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        for a, b in self._operands:
+            self._matmul(a, b).block_until_ready()
+        return time.perf_counter() - t0
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -352,8 +365,7 @@ def run(
     # In this process, alternating; keras_hub runs afterwards in its own environment.
     names = ["bert_jax", *["bert_jax_mlm"] * ("keras_hub" in peers)]
     names += [p for p in PEERS if p in peers and p != "keras_hub"]
-    # Right before the steps, so that the machine is in the same state for both.
-    matmul_flops = matmul_rate(batch * seq, cfg.hidden_size, cfg.intermediate_size, dtype)
+    probe = MatmulProbe(batch * seq, cfg.hidden_size, cfg.intermediate_size, dtype)
 
     results: dict[str, dict[str, Any]] = {}
     steps_fns: dict[str, Step] = {}
@@ -367,9 +379,12 @@ def run(
         if name != "hf_torch":
             results[name]["compile_s"] = first_s
     times: dict[str, list[float]] = {name: [] for name in names}
+    matmul_times = []
     for _ in range(steps):  # round-robin, so that drift hits every implementation alike
         for name in names:
             times[name].append(_timed(steps_fns[name])[1])
+        matmul_times.append(probe())
+    matmul_flops = probe.flops / statistics.median(matmul_times)
 
     if "keras_hub" in peers:
         keras = keras_peer.measure(keras_python, "mlm", {

@@ -189,3 +189,22 @@ def test_benchmarks_restart_under_steady_malloc_unless_told_otherwise(preset):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == repr(STEADY_MALLOC if preset is None else preset)
+
+
+@pytest.mark.slow
+def test_step_profile_accounts_for_the_model_flops_and_the_op_time():
+    result, stdout = _run(
+        "benchmarks.profile_step", "--model=tiny", "--seq=32", "--batch=4", "--steps=1"
+    )  # fmt: skip
+    assert "slowest ops" in stdout
+    # The matmul FLOPs read from the compiled HLO's dot shapes against the analytic count of
+    # REFERENCE.md section 5 (MLM head on the masked positions; the pruned last layer computes a
+    # little less).
+    assert 0.9 < result["computed_over_model_flops"] < 1.02
+    categories = result["categories"]
+    assert sum(c["seconds"] for c in categories.values()) == pytest.approx(result["op_time_s"])
+    for name in ("dense matmuls", "attention matmuls", "MLM decoder matmuls"):
+        assert categories[name]["dot_flops"] > 0
+    for name in ("LayerNorm", "optimizer (clip, AdamW)", "loss and metrics"):
+        assert categories[name]["seconds"] > 0 and categories[name]["dot_flops"] == 0
+    assert 0 < result["matmul_share"] < 1 and result["of_matmul_rate"] > 0
