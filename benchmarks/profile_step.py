@@ -7,12 +7,12 @@ few steps with ``jax.profiler`` and sums every XLA op's time, grouped by what th
 
 * matmuls, split into the encoder's dense layers, attention's two batched products and the tied
   MLM decoder, with their FLOPs (from the HLO's dot shapes) and the rate they ran at in the step;
-* attention's softmax and mask, LayerNorm, GELU, the optimizer (clipping, AdamW), layout copies
-  and transposes, and the remaining elementwise work (bias, residual, loss).
+* attention's softmax and mask, LayerNorm, GELU, the loss and its metrics, the optimizer
+  (clipping, AdamW), layout copies and transposes, and the remaining elementwise work.
 
-The step's fraction of the matmul rate is (model FLOPs / op time) / (isolated matmul rate), and
-op time = matmul time + the rest, so the report shows which of the two keeps the step below the
-target: the matmuls running slower inside the step than alone, or the time outside them.
+So the report shows what keeps the step below the matmul rate: matmuls running slower inside the
+step than alone, or time spent outside them. It reads XLA:CPU's trace events (each names its HLO
+op); on accelerators use their own profilers.
 
 Usage::
 
@@ -120,7 +120,7 @@ def categorize(hlo_op: str, inst: dict[str, Any]) -> str:
     if inst["dot_flops"]:
         if "attend" in source or "mlm_head" in source:
             return "MLM decoder matmuls"
-        # Attention's products are batched over heads: a rank-4 output (or its transpose's).
+        # Attention's two products are the einsums (BTNH,BSNH->BNTS) of dot_product_attention.
         if "attention" in source and ("->" in source or "dot_product_attention" in source):
             return "attention matmuls"
         return "dense matmuls"
@@ -155,7 +155,6 @@ def op_times(trace_dir: str, steps: int) -> dict[str, float]:
 
 def _compiled_step_hlo(dump_dir: str) -> str:
     candidates = glob.glob(os.path.join(dump_dir, f"*.{MODULE}.cpu_after_optimizations.txt"))
-    candidates += glob.glob(os.path.join(dump_dir, f"*.{MODULE}.sm_*_gpu_after_optimizations.txt"))
     if not candidates:
         raise RuntimeError(f"XLA dumped no optimized HLO for {MODULE} into {dump_dir}.")
     with open(max(candidates, key=os.path.getsize)) as f:
