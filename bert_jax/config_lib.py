@@ -115,7 +115,7 @@ def finetune_config(family: str, model: str) -> mlc.ConfigDict:
     # Batches cut to the shortest of a few lengths that holds their rows (bert_jax.data.buckets):
     # the same function as padding every row to max_seq_length, compiled once per length.
     c.bucket_by_length = True
-    c.length_buckets = ()  # () = the quarters of max_seq_length
+    c.length_buckets = ()  # () = eighths of max_seq_length (bert_jax.data.buckets)
     c.eval_every_epochs = 1.0  # dev evaluation (and a checkpoint) after every epoch
     c.eval_batch_size = 64
     c.predict_test = True  # predict the test splits with the best dev checkpoint

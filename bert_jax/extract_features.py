@@ -33,7 +33,7 @@ layer, -1 the last (the embeddings' output is not one of them).
 
 Batches run over all devices (``--mesh_shape``, data-parallel by default; on several hosts run
 the same command on each, as ``bert_jax.main``) through the fine-tuning loop's ``predict``,
-grouped by length (quarters of ``--max_seq_length``), which changes nothing at the real tokens.
+grouped by length (eighths of ``--max_seq_length``), which changes nothing at the real tokens.
 The output is written into ``OUTPUT.incomplete`` and moved into place at the end, so a failed run
 leaves no half output behind.
 

@@ -34,9 +34,11 @@ def _mask(lengths, max_len, choices=None):
 
 
 def test_bucket_lengths():
-    assert buckets.bucket_lengths((), 128) == (32, 64, 96, 128)
-    assert buckets.bucket_lengths((), 384) == (96, 192, 288, 384)
-    assert buckets.bucket_lengths((), 50) == (16, 32, 40, 50)
+    assert buckets.bucket_lengths((), 128) == (16, 32, 48, 64, 80, 96, 112, 128)
+    assert buckets.bucket_lengths((), 384) == (48, 96, 144, 192, 240, 288, 336, 384)
+    assert buckets.bucket_lengths((), 512) == (64, 128, 192, 256, 320, 384, 448, 512)
+    assert buckets.bucket_lengths((), 50) == (16, 32, 48, 50)
+    assert buckets.bucket_lengths((), 32) == (16, 32)
     assert buckets.bucket_lengths((64, 16, 128), 128) == (16, 64, 128)
     with pytest.raises(ValueError, match="must be positive and end at max_seq_length=128"):
         buckets.bucket_lengths((32, 64), 128)
