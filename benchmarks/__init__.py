@@ -2,8 +2,8 @@
 pipeline, packing, fine-tuning throughput, and real checkpoints and text side by side.
 
 Each benchmark but the fine-tuning one (see there) restarts itself under ``STEADY_MALLOC``,
-prints a table, appends a row to ``benchmarks/RESULTS.md`` and prints one JSON object on its last line (for scripts and
-tests). Helpers shared by them live here.
+prints a table, appends a row to ``benchmarks/RESULTS.md`` and prints one JSON object on its
+last line (for scripts and tests). Helpers shared by them live here.
 
 Usage::
 
