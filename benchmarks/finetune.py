@@ -1,5 +1,5 @@
-"""Fine-tuning throughput on real sentence lengths: bert_jax padded and length-bucketed against
-transformers' PyTorch with dynamic padding (what run_glue does) and KerasHub on JAX.
+"""Fine-tuning throughput on real sentence lengths: bert_jax padded, length-bucketed and packed
+against transformers' PyTorch with dynamic padding (what run_glue does) and KerasHub on JAX.
 
 The data are the Rotten Tomatoes review snippets (``benchmarks.real_data``; the source of MR and
 SST-2), tokenized once with the bert-base-uncased WordPiece vocabulary (from all-MiniLM-L6-v2's
@@ -12,8 +12,11 @@ hits all alike. The figure is training examples per second (median over rounds).
 
 * ``padded``: bert_jax's fine-tuning step (``bert_jax.finetune``: the family's loss,
   ``train.make_train_step``) with every row padded to ``max_seq_length``.
-* ``bucketed``: the same step on length-bucketed batches (``bert_jax.data.buckets``; the
-  default of ``configs/*``), one compiled shape per bucket.
+* ``bucketed``: the same step on length-bucketed batches (``bert_jax.data.buckets``), one
+  compiled shape per bucket.
+* ``packed``: the same step on the padded run's batches packed into as few rows as hold them
+  (``bert_jax.data.packing``; the default of the classification configs), one compiled shape
+  per row count met (those of the timed epochs are compiled before timing).
 * ``hf_torch``: transformers' ``BertForSequenceClassification`` (SDPA attention), random
   batches padded to their longest row (``DataCollatorWithPadding``), ``torch.optim.AdamW``.
 * ``keras_hub``: KerasHub's ``BertTextClassifier`` backbone + head on the JAX backend, a
@@ -33,6 +36,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -100,7 +104,14 @@ def _model_config(model: str, vocab_size: int):
 Epoch = Callable[[], None]
 
 
-def bert_jax_epoch(model: str, arrays: dict[str, np.ndarray], batch: int, bucketed: bool) -> Epoch:
+BERT_JAX = ("padded", "bucketed", "packed")
+
+
+def bert_jax_epoch(
+    model: str, arrays: dict[str, np.ndarray], batch: int, layout: str, epochs: int
+) -> Epoch:
+    """``layout``: one of BERT_JAX; ``epochs``: how many will run (their shapes are compiled
+    now)."""
     import jax
     import jax.numpy as jnp
 
@@ -126,9 +137,12 @@ def bert_jax_epoch(model: str, arrays: dict[str, np.ndarray], batch: int, bucket
     )
     step_fn = make_train_step(make_loss_fn(family, net), example_denominators, tx, shardings,
                               mesh, DEFAULT_RULES)  # fmt: skip
-    lengths = buckets.bucket_lengths((), max_seq_length) if bucketed else (max_seq_length,)
+    lengths = (max_seq_length,)
+    if layout == "bucketed":
+        lengths = buckets.bucket_lengths((), max_seq_length)
     rows = {**arrays, "weights": np.ones(len(arrays["input_ids"]), np.float32)}
-    batches = TrainBatches(rows, batch, lengths, seed=0)
+    per_row = glue_config.get_config("task=sst2").examples_per_row if layout == "packed" else 0
+    batches = TrainBatches(rows, batch, lengths, seed=0, examples_per_row=per_row)
     step = 0
 
     def run_epoch():
@@ -138,13 +152,15 @@ def bert_jax_epoch(model: str, arrays: dict[str, np.ndarray], batch: int, bucket
             step += 1
         jax.block_until_ready((state, metrics))
 
-    # A long run meets every bucket in its first epochs and compiles each once; the few epochs
-    # timed here could meet a bucket for the first time while timed, so each bucket's step is
-    # compiled now, on the shortest rows (which fit every bucket).
-    shortest = np.argsort(buckets.row_lengths(arrays), kind="stable")[:batch]
-    for length in lengths:
-        warm = buckets.cut({k: v[shortest] for k, v in rows.items()}, length, max_seq_length)
-        state, _ = step_fn(state, global_batch(warm, mesh))
+    # A long run meets every shape in its first epochs and compiles each once; the few epochs
+    # timed here could meet one for the first time while timed, so each shape the timed epochs
+    # use is compiled now (on a batch of that shape).
+    warm = {}
+    for t in range(epochs * batches.steps_per_epoch):
+        b = batches(t)
+        warm.setdefault(b["input_ids"].shape, b)
+    for b in warm.values():
+        state, _ = step_fn(state, global_batch(b, mesh))
 
     return run_epoch
 
@@ -234,8 +250,8 @@ def run(
 
     lengths = row_lengths(arrays)
     builders: dict[str, Callable[[], Epoch]] = {
-        "padded": lambda: bert_jax_epoch(model, arrays, batch, bucketed=False),
-        "bucketed": lambda: bert_jax_epoch(model, arrays, batch, bucketed=True),
+        layout: functools.partial(bert_jax_epoch, model, arrays, batch, layout, rounds + 1)
+        for layout in BERT_JAX
     }
     if "hf_torch" in peers:
         import torch
@@ -250,9 +266,11 @@ def run(
         r["examples_per_sec"] = trained / statistics.median(r["epoch_s"])
     best_peer = max((p for p in peers if p in results), default=None,
                     key=lambda p: results[p]["examples_per_sec"])  # fmt: skip
-    bucketed = results["bucketed"]["examples_per_sec"]
-    ratios = {"bucketed_vs_padded": bucketed / results["padded"]["examples_per_sec"]}
-    ratios |= {f"bucketed_vs_{p}": bucketed / results[p]["examples_per_sec"] for p in peers}
+    ratios = {
+        f"{ours}_vs_{other}": results[ours]["examples_per_sec"] / results[other]["examples_per_sec"]
+        for ours in ("bucketed", "packed")
+        for other in ("padded", *peers)
+    }
     config = {
         "model": model,
         "max_seq_length": max_seq_length,
@@ -280,7 +298,7 @@ def _keras_hub(python: str, model: str, arrays, batch: int, rounds: int) -> dict
 
 def report(result: dict[str, Any], results_file: bool) -> None:
     c = result["config"]
-    names = [n for n in ("padded", "bucketed", *PEERS) if n in result]
+    names = [n for n in (*BERT_JAX, *PEERS) if n in result]
     print(
         f"{c['model']} fine-tuning, max_seq_length {c['max_seq_length']}, batch {c['batch']}, "
         f"{c['examples']} {c['data']} rows (tokens mean {c['tokens_mean']:.1f}, median "
@@ -291,24 +309,24 @@ def report(result: dict[str, Any], results_file: bool) -> None:
         [
             n,
             f"{result[n]['examples_per_sec']:.1f}",
-            f"{result['bucketed']['examples_per_sec'] / result[n]['examples_per_sec']:.2f}",
+            f"{result['packed']['examples_per_sec'] / result[n]['examples_per_sec']:.2f}",
             f"{result[n]['setup_and_first_epoch_s']:.1f}",
             "separate process" if n == "keras_hub" else "alternating",
         ]
         for n in names
     ]
-    print(format_table(["impl", "examples/s", "bucketed x", "first epoch s", "timing"], rows))
+    print(format_table(["impl", "examples/s", "packed x", "first epoch s", "timing"], rows))
     if results_file:
         eps = {n: f"{result[n]['examples_per_sec']:.1f}" if n in result else "-"
-               for n in ("padded", "bucketed", *PEERS)}  # fmt: skip
+               for n in (*BERT_JAX, *PEERS)}  # fmt: skip
+        vs_peer = result["ratios"].get(f"packed_vs_{c['best_peer']}", float("nan"))
         append_result(
-            "Fine-tuning throughput",
+            "Fine-tuning throughput: padded, bucketed and packed",
             ["command", "hardware", "load", "tokens mean", *[f"{n} ex/s" for n in eps],
-             "bucketed vs padded", "bucketed vs best peer"],
+             "packed vs padded", "packed vs best peer"],
             [f"`{command_line()}`", c["hardware"], f"{c['load_average_1m']:.2f}",
              f"{c['tokens_mean']:.1f}", *eps.values(),
-             f"{result['ratios']['bucketed_vs_padded']:.2f}",
-             f"{result['ratios'].get('bucketed_vs_' + str(c['best_peer']), float('nan')):.2f}"],
+             f"{result['ratios']['packed_vs_padded']:.2f}", f"{vs_peer:.2f}"],
         )  # fmt: skip
 
 

@@ -62,6 +62,8 @@ ADDED_FIELDS = {
     "model.causal": False,
     "bucket_by_length": False,
     "length_buckets": [],
+    "pack_examples": False,
+    "examples_per_row": 16,
 }
 
 

@@ -116,6 +116,12 @@ def finetune_config(family: str, model: str) -> mlc.ConfigDict:
     # the same function as padding every row to max_seq_length, compiled once per length.
     c.bucket_by_length = True
     c.length_buckets = ()  # () = eighths of max_seq_length (bert_jax.data.buckets)
+    # Training batches packed: several examples side by side per row (bert_jax.data.packing),
+    # at most examples_per_row each; the same function as one example per row. On where the
+    # family packs (classification); evaluation stays length-bucketed (it sorts rows by
+    # length, so its batches carry little padding anyway).
+    c.pack_examples = family == "classification"
+    c.examples_per_row = 16
     c.eval_every_epochs = 1.0  # dev evaluation (and a checkpoint) after every epoch
     c.eval_batch_size = 64
     c.predict_test = True  # predict the test splits with the best dev checkpoint

@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from bert_jax import checkpoints, faults, optim, pretrained
-from bert_jax.data import buckets
+from bert_jax.data import buckets, packing
 from bert_jax.metrics import MetricWriter, Progress
 from bert_jax.models.bert import BertConfig
 from bert_jax.sharding import make_mesh, replicated, use_mesh
@@ -65,18 +65,24 @@ def local_rows(global_rows: np.ndarray) -> np.ndarray:
 
 
 class TrainBatches:
-    """This process's rows of the global batch of every step, cut to its bucket's length.
+    """This process's rows of the global batch of every step, cut to its bucket's length or
+    packed.
 
     Each epoch is a fresh shuffle from ``(seed, epoch)`` drawn within length buckets
     (:func:`bert_jax.data.buckets.train_plan`; one bucket of ``max_seq_length`` when bucketing
-    is off). Being a function of the step alone, it makes resumption exact, mid-epoch included,
-    without any iterator state.
+    is off). With ``examples_per_row``, each batch of the unbucketed shuffle (the padded run's
+    batches) is packed instead (:func:`bert_jax.data.packing.pack`) into as few rows of
+    ``max_seq_length`` as hold it, rounded up to a multiple of ``row_multiple``. Being a
+    function of the step alone, it makes resumption exact, mid-epoch included, without any
+    iterator state.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, lengths: tuple[int, ...],
-                 seed: int):  # fmt: skip
-        self.arrays, self.batch_size, self.buckets, self.seed = arrays, batch_size, lengths, seed
+                 seed: int, examples_per_row: int = 0, row_multiple: int = 1):  # fmt: skip
+        self.arrays, self.batch_size, self.seed = arrays, batch_size, seed
         self.max_seq_length = lengths[-1]
+        self.buckets = (self.max_seq_length,) if examples_per_row else lengths
+        self.examples_per_row, self.row_multiple = examples_per_row, row_multiple
         self.row_lengths = buckets.row_lengths(arrays)
         self.steps_per_epoch = len(self.row_lengths) // batch_size
         self._epoch_plan: tuple[int, buckets.Plan] | None = None
@@ -89,6 +95,12 @@ class TrainBatches:
             )
             self._epoch_plan = (epoch, plan)
         rows, length = self._epoch_plan[1][i]
+        if self.examples_per_row:
+            batch = {k: v[rows] for k, v in self.arrays.items()}
+            packed, _ = packing.pack(batch, self.max_seq_length, self.examples_per_row,
+                                     self.row_multiple)  # fmt: skip
+            mine = local_rows(np.arange(len(packed["input_ids"])))
+            return {k: v[mine] for k, v in packed.items()}
         rows = local_rows(rows)
         return buckets.cut({k: v[rows] for k, v in self.arrays.items()}, length,
                            self.max_seq_length)  # fmt: skip
@@ -187,6 +199,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
 def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     # --- Family and mesh.
     family = get_family(config)
+    if config.pack_examples and not getattr(family, "packs", False):
+        raise ValueError(
+            f"config.pack_examples: the {family.name} family does not pack its examples (only "
+            "classification does); set --config.pack_examples=False (its batches are still "
+            "length-bucketed with bucket_by_length)."
+        )
     mesh = make_mesh(config.mesh_shape)
     rules = config.sharding_rules
     checkpoints.check_compatible_workdir(workdir, config)
@@ -248,7 +266,16 @@ def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float
     )
     step = ckpt.latest_step() or 0
     ckpt.check_same_data(step, config.allow_data_change)
-    train_batches = TrainBatches(arrays["train"], config.batch_size, lengths, config.seed)
+    # Packed rows: an equal share for every data-parallel device of every micro-batch.
+    data_parallel = mesh.shape["data"] * mesh.shape["fsdp"] * config.grad_accum_steps
+    train_batches = TrainBatches(
+        arrays["train"],
+        config.batch_size,
+        lengths,
+        config.seed,
+        examples_per_row=config.examples_per_row if config.pack_examples else 0,
+        row_multiple=math.lcm(data_parallel, jax.process_count()),
+    )
     steps_per_epoch = train_batches.steps_per_epoch
     if steps_per_epoch == 0:
         raise ValueError(

@@ -20,11 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bert_jax.data.packing import PACKED_FIELDS
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.train import Batch, LossFn
-
-# Fields of packed rows (several pairs per row); plain rows have none of them.
-PACKED_FIELDS = ("segment_ids", "position_ids", "cls_positions")
 
 
 def nsp_weights(batch: Batch) -> jax.Array:

@@ -79,19 +79,21 @@ def test_train_step_benchmark_reports_all_implementations(tmp_path):
 
 
 @pytest.mark.slow
-def test_finetune_benchmark_reports_padded_bucketed_and_torch():
+def test_finetune_benchmark_reports_padded_bucketed_packed_and_torch():
     result, stdout = _run(
         "benchmarks.finetune", "--model=tiny", "--data=synthetic", "--examples=64",
         "--batch=16", "--rounds=1", "--max_seq_length=64",
     )  # fmt: skip
-    assert "bucketed" in stdout
-    for name in ("padded", "bucketed", "hf_torch"):
+    assert "packed" in stdout
+    for name in ("padded", "bucketed", "packed", "hf_torch"):
         r = result[name]
         assert r["examples_per_sec"] == pytest.approx(64 / r["epoch_s"][0])
     ratios = result["ratios"]
-    assert ratios["bucketed_vs_padded"] == pytest.approx(
-        result["bucketed"]["examples_per_sec"] / result["padded"]["examples_per_sec"]
-    )
+    for ours in ("bucketed", "packed"):
+        assert ratios[f"{ours}_vs_padded"] == pytest.approx(
+            result[ours]["examples_per_sec"] / result["padded"]["examples_per_sec"]
+        )
+        assert ratios[f"{ours}_vs_hf_torch"] > 0
     assert result["config"]["best_peer"] == "hf_torch" and 20 < result["config"]["tokens_mean"] < 35
 
 

@@ -1,5 +1,5 @@
-"""Length-bucketed fine-tuning batches: the plans, the same function as padded rows, and an
-exact mid-epoch resume with bucketing on."""
+"""Fine-tuning batches without padding waste, length-bucketed or packed: the plans, the same
+function as padded rows, and an exact mid-epoch resume with each on."""
 
 import json
 import pathlib
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bert_jax import finetune, pretrained
-from bert_jax.data import buckets
+from bert_jax.data import buckets, packing
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.sharding import DEFAULT_RULES, make_mesh
@@ -98,6 +98,38 @@ def test_cut_touches_only_token_axes():
         "spans": (2, 3),
         "token_labels": (2, 8),
     }
+
+
+def test_pack_keeps_every_example_whole_in_its_slot():
+    """Every example once, its tokens contiguous from its [CLS] with positions from 0, its
+    per-example values in its slot; empty slots weigh 0; rows a multiple of row_multiple and
+    close to the fewest that can hold the tokens."""
+    rng = np.random.default_rng(0)
+    n, length, per_row = 50, 64, 4
+    lengths = rng.integers(1, 40, size=n)
+    mask = _mask(lengths, length)
+    batch = {
+        "input_ids": rng.integers(5, 128, size=(n, length)).astype(np.int32) * mask,
+        "token_type_ids": (np.arange(length) >= lengths[:, None] // 2).astype(np.int32) * mask,
+        "attention_mask": mask,
+        "labels": rng.integers(0, 3, size=n).astype(np.int32),
+        "weights": np.ones(n, np.float32),
+    }
+    packed, slots = packing.pack(batch, length, per_row, row_multiple=8)
+    assert len(slots) % 8 == 0 and sorted(slots[slots >= 0]) == list(range(n))
+    used = int((slots >= 0).any(1).sum())
+    fewest = max(-(-lengths.sum() // length), -(-n // per_row))
+    assert fewest <= used <= 1.25 * fewest + 1
+    for r, s in zip(*np.nonzero(slots >= 0), strict=True):
+        i, start = slots[r, s], packed["cls_positions"][r, s]
+        mine = packed["segment_ids"][r] == s + 1
+        assert mine.sum() == lengths[i] and mine[start : start + lengths[i]].all()
+        for key in ("input_ids", "token_type_ids"):
+            np.testing.assert_array_equal(packed[key][r, mine], batch[key][i, : lengths[i]])
+        np.testing.assert_array_equal(packed["position_ids"][r, mine], np.arange(lengths[i]))
+        assert packed["labels"][r, s] == batch["labels"][i] and packed["weights"][r, s] == 1
+    assert (packed["weights"][slots < 0] == 0).all()
+    np.testing.assert_array_equal(packed["attention_mask"], packed["segment_ids"] > 0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,11 +233,53 @@ def test_cut_batch_has_the_padded_batch_loss(init_checkpoint):
                                family.loss(model, params, arrays, rng)[0], rtol=1e-5)  # fmt: skip
 
 
+@pytest.mark.parametrize(("task", "causal"), [("sst2", False), ("sst2", True), ("stsb", False)])
+def test_packed_batch_has_the_padded_batch_losses_and_gradients(init_checkpoint, task, causal):
+    """Classification, regression and a left-to-right (causal) encoder: each example's loss in a
+    packed batch is its loss in its own padded row, and the batch's loss and gradients (the
+    training step's) are those of the padded batch."""
+    family, arrays = _family_and_arrays("classification", init_checkpoint)
+    if task == "stsb":
+        family = get_family(_config(init_checkpoint, task="stsb"))
+        arrays["labels"] = np.random.default_rng(1).uniform(0, 5, 12).astype(np.float32)
+    cfg = BertConfig.from_name("tiny", vocab_size=128, max_position_embeddings=64, causal=causal,
+                               hidden_dropout=0.0, attention_dropout=0.0)  # fmt: skip
+    model = family.model(cfg)
+    params = model.init(jax.random.key(1), arrays["input_ids"][:1])["params"]
+    packed, slots = packing.pack(arrays, 64, per_row := 16, row_multiple=8)
+    assert packed["labels"].shape == (8, per_row) and (slots >= 0).any(1).sum() < 12
+    rng = jax.random.key(2)
+    padded_losses = family.loss(model, params, arrays, rng)[0]
+    packed_losses = family.loss(model, params, packed, rng)[0]
+    real = slots >= 0
+    np.testing.assert_allclose(packed_losses[real], padded_losses[slots[real]], rtol=2e-5)
+    loss_fn = jax.value_and_grad(finetune.make_loss_fn(family, model), has_aux=True)
+
+    def step(batch):
+        return loss_fn(params, batch, rng, finetune.example_denominators(batch))
+
+    (padded_loss, _), padded_grads = step(arrays)
+    (packed_loss, _), packed_grads = step(packed)
+    np.testing.assert_allclose(packed_loss, padded_loss, rtol=2e-5)
+    for x, y in zip(jax.tree.leaves(packed_grads), jax.tree.leaves(padded_grads), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-6)
+
+
+def test_only_families_that_pack_accept_pack_examples(tmp_path):
+    config = squad_config.get_config("version=1.1,model=tiny")
+    config.pack_examples = True
+    with pytest.raises(ValueError, match=r"squad/v1.1 family does not pack its examples"):
+        finetune.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
 @pytest.mark.slow
-def test_resume_mid_epoch_with_buckets_is_exact(init_checkpoint, tmp_path):
+@pytest.mark.parametrize("layout", ["bucketed", "packed"])
+def test_resume_mid_epoch_is_exact(init_checkpoint, tmp_path, layout):
     """A run killed after its checkpoint in the middle of epoch 1 and restarted ends with the
     same training losses and the same parameters as the run that was never stopped."""
-    config = _config(init_checkpoint, num_epochs=1.0, eval_every_epochs=0.5, log_every_steps=1)
+    config = _config(init_checkpoint, num_epochs=1.0, eval_every_epochs=0.5, log_every_steps=1,
+                     pack_examples=layout == "packed")  # fmt: skip
     straight = tmp_path / "straight"
     finetune.train_and_evaluate(config, str(straight))
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from bert_jax.data import packing
+
 # The first token of a pair is [CLS]; two [SEP]s close the segments.
 _NUM_SPECIAL_TOKENS_IN_PAIR = 3
 
@@ -202,30 +204,15 @@ def parse_row(record: bytes) -> list[dict[str, Any]]:
 def pack_pairs(
     pairs: Sequence[Mapping[str, Any]], seq_len: int, max_pairs_per_row: int
 ) -> list[list[Mapping[str, Any]]]:
-    """Packs pairs into rows of at most ``seq_len`` tokens and ``max_pairs_per_row`` pairs.
-
-    Best-fit decreasing: the longest pairs are placed first, each into the open row whose room
-    fits it most tightly (rows are kept in buckets by their room, so this stays fast on the
-    hundred thousand pairs of a buffer). Deterministic given ``pairs``.
+    """Packs pairs into rows of at most ``seq_len`` tokens and ``max_pairs_per_row`` pairs
+    (best-fit decreasing, :func:`bert_jax.data.packing.best_fit`). Deterministic given ``pairs``.
 
     >>> rows = pack_pairs([{"input_ids": [0] * n} for n in (6, 3, 5, 2)], 8, 2)
     >>> [[len(p["input_ids"]) for p in row] for row in rows]
     [[6, 2], [5, 3]]
     """
-    rows: list[list[Mapping[str, Any]]] = []
-    by_room: list[list[int]] = [[] for _ in range(seq_len + 1)]  # room -> open rows
-    for pair in sorted(pairs, key=lambda p: -len(p["input_ids"])):
-        n = len(pair["input_ids"])
-        room = next((r for r in range(n, seq_len + 1) if by_room[r]), None)
-        if room is None:
-            rows.append([pair])
-            index, room = len(rows) - 1, seq_len
-        else:
-            index = by_room[room].pop()
-            rows[index].append(pair)
-        if len(rows[index]) < max_pairs_per_row:
-            by_room[room - n].append(index)
-    return rows
+    rows = packing.best_fit([len(p["input_ids"]) for p in pairs], seq_len, max_pairs_per_row)
+    return [[pairs[i] for i in row] for row in rows]
 
 
 @functools.lru_cache(maxsize=8)

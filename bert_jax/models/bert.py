@@ -506,6 +506,10 @@ class BertModel(nn.Module):
         # seen the whole sequence (as left-to-right classifiers do).
         if cls_positions is not None:
             cls = cls_positions
+            if self.cfg.causal:  # each packed sequence's last token: its [CLS] + its length - 1
+                own = jnp.take_along_axis(segment_ids, cls, axis=1)
+                lengths = (segment_ids[:, None, :] == own[:, :, None]).sum(-1)
+                cls = (cls + jnp.maximum(lengths - 1, 0)).astype(jnp.int32)
         elif self.cfg.causal:
             cls = jnp.maximum((segment_ids != 0).sum(-1, keepdims=True) - 1, 0).astype(jnp.int32)
         else:

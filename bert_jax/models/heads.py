@@ -104,7 +104,9 @@ class BertForPreTraining(nn.Module):
 class BertForSequenceClassification(nn.Module):
     """The encoder with dropout + a linear layer on the pooled output.
 
-    ``num_labels=1`` makes it a regression head (STS-B); logits are then ``[batch, 1]``.
+    ``num_labels=1`` makes it a regression head (STS-B); logits are then ``[batch, 1]``. Packed
+    rows (``segment_ids``, ``position_ids``, ``cls_positions`` [batch, slots]; see
+    ``bert_jax.data.packing``) give logits per example slot, ``[batch, slots, num_labels]``.
     """
 
     cfg: BertConfig
@@ -117,12 +119,18 @@ class BertForSequenceClassification(nn.Module):
         token_type_ids: jax.Array | None = None,
         attention_mask: jax.Array | None = None,
         *,
+        segment_ids: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        cls_positions: jax.Array | None = None,
         deterministic: bool = True,
     ) -> jax.Array:
         enc = BertModel(self.cfg, name="bert")(
             input_ids,
             token_type_ids,
             attention_mask,
+            segment_ids=segment_ids,
+            position_ids=position_ids,
+            cls_positions=cls_positions,
             # Only the pooled [CLS] state is read: the last layer may compute it alone.
             output_positions=jnp.zeros((input_ids.shape[0], 0), jnp.int32),
             deterministic=deterministic,

@@ -94,6 +94,10 @@ class Family(Protocol):
     # Optional (default ()): the outputs that run along the tokens (on axis 1). Evaluation cuts
     # batches to their length bucket, and pads these back to max_seq_length with -inf.
     token_outputs: tuple[str, ...]
+    # Optional (default False): whether its training batches may be packed, several examples
+    # per row (``config.pack_examples``; ``bert_jax.data.packing``): then ``loss`` takes rows
+    # with ``segment_ids``, ``position_ids`` and ``cls_positions`` and returns per-slot losses.
+    packs: bool
     # Optional (the loop reads it with a default of ()): top-level parameter groups the optimizer
     # leaves untouched, with no update, no weight decay and no optimizer state (``optim.freeze``),
     # e.g. ("bert",) for the feature-based tagger's fixed encoder.

@@ -30,6 +30,7 @@ import ml_collections as mlc
 import numpy as np
 import optax
 
+from bert_jax.data.packing import PACKED_FIELDS
 from bert_jax.models.bert import BertConfig
 from bert_jax.models.heads import BertForSequenceClassification
 from bert_jax.tasks import Features, PredictionFiles, own_data, write_once
@@ -47,14 +48,16 @@ from bert_jax.tokenizers import Tokenizer
 
 def logits_of(model, params, batch: dict[str, jax.Array], rng: jax.Array | None = None
               ) -> jax.Array:  # fmt: skip
-    """The float32 logits of a batch's ``input_ids``, ``token_type_ids`` and ``attention_mask``;
-    with dropout where ``rng`` is given (training), deterministic otherwise. Also the
+    """The float32 logits of a batch's ``input_ids``, ``token_type_ids`` and ``attention_mask``
+    (and of packed rows' ``segment_ids``, ``position_ids`` and ``cls_positions``: one per example
+    slot); with dropout where ``rng`` is given (training), deterministic otherwise. Also the
     multiple-choice family's, whose model takes the same three inputs."""
     return model.apply(
         {"params": params},
         batch["input_ids"],
         batch["token_type_ids"],
         batch["attention_mask"],
+        **{k: batch[k] for k in PACKED_FIELDS if k in batch},
         deterministic=rng is None,
         rngs=None if rng is None else {"dropout": rng},
     ).astype(jnp.float32)
@@ -153,7 +156,10 @@ class GlueData:
 
 class Classification:
     """Classification or regression as a fine-tuning family, over :class:`ClassificationData`:
-    a GLUE task, or own files when ``config.task == "own"``."""
+    a GLUE task, or own files when ``config.task == "own"``. Its training batches may be packed
+    (``config.pack_examples``): the loss then comes per example slot."""
+
+    packs = True
 
     def __init__(self, config: mlc.ConfigDict):
         make_data: Callable[[mlc.ConfigDict], ClassificationData] = (
@@ -196,10 +202,11 @@ class Classification:
         return BertForSequenceClassification(cfg, self.data.num_labels)
 
     def loss(self, model, params, batch, rng) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Cross-entropy and accuracy per row; squared error for regression (STS-B)."""
+        """Cross-entropy and accuracy per example (per row, or per slot of packed rows);
+        squared error for regression (STS-B)."""
         logits = logits_of(model, params, batch, rng)
         if self.data.is_regression:
-            return jnp.square(logits[:, 0] - batch["labels"]), {}
+            return jnp.square(logits[..., 0] - batch["labels"]), {}
         return cross_entropy(logits, batch["labels"])
 
     def outputs(self, model, params, batch) -> dict[str, jax.Array]:
