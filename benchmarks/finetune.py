@@ -100,6 +100,13 @@ def _model_config(model: str, vocab_size: int):
     return BertConfig.from_name(model, vocab_size=vocab_size, hidden_act="gelu")
 
 
+def _examples_per_row() -> int:
+    """Packed rows hold as many examples as the classification configs' default allows."""
+    from configs import glue as glue_config
+
+    return glue_config.get_config("task=sst2").examples_per_row
+
+
 # Each builder returns run_epoch(): one epoch over the rows, waited for.
 Epoch = Callable[[], None]
 
@@ -141,7 +148,7 @@ def bert_jax_epoch(
     if layout == "bucketed":
         lengths = buckets.bucket_lengths((), max_seq_length)
     rows = {**arrays, "weights": np.ones(len(arrays["input_ids"]), np.float32)}
-    per_row = glue_config.get_config("task=sst2").examples_per_row if layout == "packed" else 0
+    per_row = _examples_per_row() if layout == "packed" else 0
     batches = TrainBatches(rows, batch, lengths, seed=0, examples_per_row=per_row)
     step = 0
 
@@ -246,7 +253,8 @@ def run(
         raise ValueError(f"--examples={examples} must hold a batch of {batch}; --rounds >= 1.")
     rows = {"rotten_tomatoes": tokenized_rows, "synthetic": synthetic_rows}[data]
     arrays = rows(max_seq_length, examples)
-    from bert_jax.data.buckets import row_lengths
+    from bert_jax.data import packing
+    from bert_jax.data.buckets import bucket_lengths, row_lengths
 
     lengths = row_lengths(arrays)
     builders: dict[str, Callable[[], Epoch]] = {
@@ -281,6 +289,10 @@ def run(
         "tokens_mean": float(lengths.mean()),
         "tokens_p50": float(np.median(lengths)),
         "tokens_p95": float(np.percentile(lengths, 95)),
+        # What bert_jax's fine-tuning weighs before packing (config.pack_if_token_ratio_below).
+        "packed_vs_bucketed_tokens": packing.token_ratio(
+            lengths, bucket_lengths((), max_seq_length), batch, _examples_per_row()
+        ),
         "best_peer": best_peer,
         "hardware": hardware(),
         "load_average_1m": load_average(),
@@ -302,7 +314,8 @@ def report(result: dict[str, Any], results_file: bool) -> None:
     print(
         f"{c['model']} fine-tuning, max_seq_length {c['max_seq_length']}, batch {c['batch']}, "
         f"{c['examples']} {c['data']} rows (tokens mean {c['tokens_mean']:.1f}, median "
-        f"{c['tokens_p50']:.0f}, p95 {c['tokens_p95']:.0f}) on {c['hardware']} "
+        f"{c['tokens_p50']:.0f}, p95 {c['tokens_p95']:.0f}; packed rows compute "
+        f"{c['packed_vs_bucketed_tokens']:.2f}x the bucketed rows' tokens) on {c['hardware']} "
         f"(load {c['load_average_1m']:.2f}); median of {c['rounds']} epochs each"
     )
     rows = [

@@ -64,6 +64,7 @@ ADDED_FIELDS = {
     "length_buckets": [],
     "pack_examples": False,
     "examples_per_row": 16,
+    "pack_if_token_ratio_below": 0.9,
 }
 
 

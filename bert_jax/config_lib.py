@@ -118,10 +118,12 @@ def finetune_config(family: str, model: str) -> mlc.ConfigDict:
     c.length_buckets = ()  # () = eighths of max_seq_length (bert_jax.data.buckets)
     # Training batches packed: several examples side by side per row (bert_jax.data.packing),
     # at most examples_per_row each; the same function as one example per row. On where the
-    # family packs (classification); evaluation stays length-bucketed (it sorts rows by
-    # length, so its batches carry little padding anyway).
+    # family packs (classification), and used where the packed rows compute under
+    # pack_if_token_ratio_below of the bucketed rows' tokens (packing.token_ratio; inf: always).
+    # Evaluation stays length-bucketed (it sorts rows by length: little padding anyway).
     c.pack_examples = family == "classification"
     c.examples_per_row = 16
+    c.pack_if_token_ratio_below = 0.9
     c.eval_every_epochs = 1.0  # dev evaluation (and a checkpoint) after every epoch
     c.eval_batch_size = 64
     c.predict_test = True  # predict the test splits with the best dev checkpoint

@@ -266,16 +266,21 @@ def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float
     )
     step = ckpt.latest_step() or 0
     ckpt.check_same_data(step, config.allow_data_change)
-    # Packed rows: an equal share for every data-parallel device of every micro-batch.
+    # Packed rows: an equal share for every data-parallel device of every micro-batch. Packing
+    # is used where it computes fewer tokens than the buckets (short examples for the length).
     data_parallel = mesh.shape["data"] * mesh.shape["fsdp"] * config.grad_accum_steps
-    train_batches = TrainBatches(
-        arrays["train"],
-        config.batch_size,
-        lengths,
-        config.seed,
-        examples_per_row=config.examples_per_row if config.pack_examples else 0,
-        row_multiple=math.lcm(data_parallel, jax.process_count()),
-    )
+    row_multiple = math.lcm(data_parallel, jax.process_count())
+    per_row = config.examples_per_row if config.pack_examples else 0
+    if per_row:
+        train_lengths = buckets.row_lengths(arrays["train"])
+        ratio = packing.token_ratio(
+            train_lengths, lengths, config.batch_size, per_row, row_multiple, config.seed
+        )
+        per_row = per_row if ratio < config.pack_if_token_ratio_below else 0
+        logging.info("Packed rows compute %.2fx the tokens of bucketed rows: %s.", ratio,
+                     "packing" if per_row else "bucketing")  # fmt: skip
+    train_batches = TrainBatches(arrays["train"], config.batch_size, lengths, config.seed,
+                                 per_row, row_multiple)  # fmt: skip
     steps_per_epoch = train_batches.steps_per_epoch
     if steps_per_epoch == 0:
         raise ValueError(
