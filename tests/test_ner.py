@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 import torch
 import transformers
 from seqeval.metrics import classification_report
@@ -124,7 +125,6 @@ def test_own_files_through_the_family(tmp_path):
 
 
 def test_load_tfds_mock(monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=5):
         split = conll.load_tfds("dev")
         records = list(tfds.data_source("conll2003", split="dev", download=False))

@@ -12,13 +12,13 @@ import random
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+import transformers
+from transformers.data.metrics import squad_metrics
+from transformers.data.processors import squad as hf_squad
 
 from bert_jax.tasks import squad
 from bert_jax.tokenizers import WordPiece, train_sentencepiece
-
-transformers = pytest.importorskip("transformers")
-from transformers.data.metrics import squad_metrics  # noqa: E402
-from transformers.data.processors import squad as hf_squad  # noqa: E402
 
 CONTEXTS = [
     'The Eiffel Tower (1889) stands in Paris, France; Gustave Eiffel\'s company "designed" '
@@ -436,7 +436,6 @@ def test_synthetic_squad(tmp_path, version):
 
 @pytest.mark.parametrize("version", squad.VERSIONS)
 def test_load_tfds_mock(version):
-    tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=6):
         for split_name in ("train", "dev"):
             split = squad.load_tfds(version, split_name)
