@@ -46,10 +46,10 @@ COLUMNS = ("MNLI-m", "NER fine-tune", "NER feature-based")
 PAPER_LEARNING_RATES = [5e-5, 4e-5, 3e-5, 2e-5]
 # Measured on the embedded corpus (2026-12-07): at the tiny recipe's 3e-3, the rows that never keep
 # a selected token (100/0/0, 80/0/20, 0/0/100) stay on the unigram plateau (MLM accuracy 0.13-0.19
-# after 1,200 steps, two seeds; still 0.14 after 2,800 of 3,600), while the rows with SAME tokens
-# leave it by step 500; at 1e-3 every row leaves it (0.48-0.68 at 1,200 steps), though none learns
-# NSP in that budget. One rate for every row, so that the table compares masking strategies rather
-# than which rows survive 3e-3 (the README shows both tables).
+# after 1,200 steps; 100/0/0 also with a second seed, and at 0.14 after 2,800 steps of 3,600),
+# while the rows with SAME tokens leave it by step 500; at 1e-3 every row leaves it (0.48-0.68 at
+# 1,200 steps), though none learns NSP in that budget. One rate for every row, so that the table
+# compares masking strategies rather than which rows survive 3e-3 (the README shows both tables).
 TINY_PRETRAINING = {"learning_rate": 1e-3}
 
 
