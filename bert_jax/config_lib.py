@@ -114,7 +114,9 @@ def finetune_config(family: str, model: str) -> mlc.ConfigDict:
     c.max_seq_length = 128
     # Batches cut to the shortest of a few lengths that holds their rows (bert_jax.data.buckets):
     # the same function as padding every row to max_seq_length, compiled once per length.
-    c.bucket_by_length = True
+    # None: as the family's options call for (its ``bucket_by_length``; e.g. NER buckets with
+    # context=sentence, not with full document windows), resolved after the overrides and logged.
+    c.bucket_by_length = mlc.FieldReference(None, field_type=bool)
     c.length_buckets = ()  # () = eighths of max_seq_length (bert_jax.data.buckets)
     # Training batches packed: several examples side by side per row (bert_jax.data.packing),
     # at most examples_per_row each; the same function as one example per row. On where the

@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -196,9 +197,25 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]
         return _train_and_evaluate(config, workdir)
 
 
+def resolve_options(config: mlc.ConfigDict, family: Family) -> mlc.ConfigDict:
+    """A copy of ``config`` with the options that follow from others (left None) set, once,
+    after the overrides, each logged; ``config.json`` records the resolved values.
+
+    >>> resolve_options(ner_config.get_config("model=tiny"), family).bucket_by_length  # doctest: +SKIP
+    False
+    """
+    config = copy.deepcopy(config)
+    if config.bucket_by_length is None:
+        config.bucket_by_length = family.bucket_by_length
+        logging.info("bucket_by_length=%s (as %s's options call for; set it to override).",
+                     config.bucket_by_length, family.name)  # fmt: skip
+    return config
+
+
 def _train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     # --- Family and mesh.
     family = get_family(config)
+    config = resolve_options(config, family)
     if config.pack_examples and not getattr(family, "packs", False):
         raise ValueError(
             f"config.pack_examples: the {family.name} family does not pack its examples (only "

@@ -53,9 +53,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.context = "document"  # document (the paper) | sentence (each sentence alone)
     c.max_seq_length = 256
     c.doc_stride = 128  # sub-tokens between the starts of consecutive windows of a document
-    # Document windows are all full but each document's last: length buckets would add compiled
-    # shapes and save little (with context=sentence they do save: turn them on).
-    c.bucket_by_length = False
+    # bucket_by_length follows context (bert_jax.tasks.tagging.Tagging.bucket_by_length): off
+    # for document windows (all full but each document's last), on for sentences alone.
     c.batch_size = 32
     c.learning_rate = 5e-5
     c.num_epochs = 4.0

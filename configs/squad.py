@@ -41,9 +41,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
     c.max_seq_length = 384
     c.doc_stride = 128  # tokens between the starts of consecutive windows of a context
     c.max_query_length = 64  # longer questions are cut to this many tokens
-    # Windows are mostly full, and run_squad.py's n-best search ranks padding positions too (then
-    # drops them): cut-off padding would change which 20 candidates it keeps.
-    c.bucket_by_length = False
+    # bucket_by_length: off (bert_jax.tasks.span.SpanExtraction.bucket_by_length).
     c.n_best_size = 20
     c.max_answer_length = 30  # in sub-tokens
     c.null_score_diff_threshold = 0.0  # v2.0: predict "" when null - best span > this

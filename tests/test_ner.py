@@ -22,6 +22,7 @@ from bert_jax import interop, optim, pretrained, sweep
 from bert_jax.models.bert import BertModel, to_layer_layout
 from bert_jax.models.heads import FEATURE_LAYERS, BertFeatureTagger
 from bert_jax.tasks import conll
+from bert_jax.finetune import resolve_options
 from bert_jax.tasks.tagging import Tagging
 from bert_jax.tokenizers import SPECIAL_TOKENS, WordPiece
 from tests.test_interop import HF_CONFIGS, make_batch, randomise_, torch_inputs
@@ -122,6 +123,41 @@ def test_own_files_through_the_family(tmp_path):
     splits = family.load(config, str(tmp_path))
     assert family.labels == ["O", "B-NP", "I-NP", "B-VP", "I-VP"]
     assert splits["train"].sentences[0].tags == ["B-NP", "B-VP"]
+
+
+def test_files_without_document_markers_are_tagged_sentence_by_sentence(tmp_path, caplog):
+    """Tweets: no -DOCSTART- lines. Document context would window each with unrelated ones, so it
+    is refused naming both ways out; context=sentence reads them, and then buckets by length
+    (resolved once, after the overrides, logged), where document windows keep full rows."""
+    tweets = "Ann NNP B-NP B-PER\nruns VBZ B-VP O\n\nBob NNP B-NP B-PER\nsits VBZ B-VP O\n"
+    (tmp_path / "train.txt").write_text(tweets)
+    (tmp_path / "valid.txt").write_text(tweets)
+    config = ner_config.get_config("mode=finetune,model=tiny")
+    with config.unlocked():
+        config.data_source, config.data_dir, config.predict_test = "conll", str(tmp_path), False
+    assert config.bucket_by_length is None  # follows context unless set
+    with pytest.raises(ValueError, match=r"train.txt has no -DOCSTART- lines.*2 sentences.*"
+                       r"--config.context=sentence.*one at the top"):  # fmt: skip
+        Tagging(config).load(config, str(tmp_path))
+    assert resolve_options(config, Tagging(config)).bucket_by_length is False
+
+    config.context = "sentence"
+    family = Tagging(config)
+    splits = family.load(config, str(tmp_path))
+    assert [len(d) for d in splits["train"].documents] == [2] and not splits["train"].marked
+    with caplog.at_level("INFO"):
+        resolved = resolve_options(config, family)
+    assert resolved.bucket_by_length is True and config.bucket_by_length is None
+    assert "bucket_by_length=True" in caplog.text
+    config.bucket_by_length = False  # an explicit choice is kept
+    assert resolve_options(config, family).bucket_by_length is False
+
+    # One marker at the top: the whole file is one document, as its author says.
+    for name in ("train.txt", "valid.txt"):
+        (tmp_path / name).write_text("-DOCSTART- -X- -X- O\n\n" + tweets)
+    config.context = "document"
+    splits = Tagging(config).load(config, str(tmp_path))
+    assert [len(d) for d in splits["train"].documents] == [2] and splits["train"].marked
 
 
 def test_load_tfds_mock(monkeypatch):

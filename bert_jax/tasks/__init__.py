@@ -102,6 +102,9 @@ class Family(Protocol):
     # leaves untouched, with no update, no weight decay and no optimizer state (``optim.freeze``),
     # e.g. ("bert",) for the feature-based tagger's fixed encoder.
     frozen: tuple[str, ...]
+    # What ``config.bucket_by_length=None`` resolves to: whether length buckets pay off for the
+    # family's rows as its options make them.
+    bucket_by_length: bool
 
     def load(self, config: mlc.ConfigDict, workdir: str) -> dict[str, Any]: ...
 

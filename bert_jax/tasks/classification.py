@@ -160,6 +160,7 @@ class Classification:
     (``config.pack_examples``): the loss then comes per example slot."""
 
     packs = True
+    bucket_by_length = True
 
     def __init__(self, config: mlc.ConfigDict):
         make_data: Callable[[mlc.ConfigDict], ClassificationData] = (

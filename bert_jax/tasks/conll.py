@@ -84,6 +84,9 @@ class ConllSplit:
       scheme: the source's tag scheme (iob1 or iob2), in which predictions are written.
       skipped: (line number, reason) of each malformed line left out.
       source: where it was read from (a path, or the TFDS name).
+      marked: whether the source marks its documents (a file with ``-DOCSTART-`` lines). A file
+        without them (tweets, most user data) reads as one document, which document context
+        would window as if its sentences belonged together.
     """
 
     split: str
@@ -91,6 +94,7 @@ class ConllSplit:
     scheme: str
     skipped: list[tuple[int, str]]
     source: str
+    marked: bool
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.documents)
@@ -173,6 +177,7 @@ def _build_split(
     scheme: str,
     skipped: list[tuple[int, str]],
     source: str,
+    marked: bool,
 ) -> ConllSplit:
     """Detects (or checks) the scheme and converts every sentence's tags to IOB2."""
     if scheme not in SCHEMES:
@@ -189,7 +194,7 @@ def _build_split(
             shown,
             ", ..." if len(skipped) > 5 else "",
         )
-    return ConllSplit(split, documents, scheme, skipped, source)
+    return ConllSplit(split, documents, scheme, skipped, source, marked)
 
 
 def split_path(data_dir: str | os.PathLike, split: str) -> pathlib.Path:
@@ -213,8 +218,8 @@ def read_conll(
     file's first token line, a tag that is not ``O``, ``B-TYPE`` or ``I-TYPE``) are left out and
     listed in ``skipped`` with their line numbers; a file without one valid line fails.
 
-    A file without ``-DOCSTART-`` lines is one document (its sentences give each other context
-    in file order).
+    A file without ``-DOCSTART-`` lines is one document (its sentences in file order), with
+    ``marked=False``: :class:`bert_jax.tasks.tagging.Tagging` then refuses document context.
 
     Example::
 
@@ -236,6 +241,7 @@ def read_conll(
     tags: list[str] = []
     skipped: list[tuple[int, str]] = []
     n_columns = None
+    marked = False
 
     def end_sentence():
         nonlocal words, tags
@@ -249,6 +255,7 @@ def read_conll(
             end_sentence()
             continue
         if columns[0] == DOCSTART:
+            marked = True
             end_sentence()
             if documents[-1]:
                 documents.append([])
@@ -277,7 +284,7 @@ def read_conll(
             f"{path} has no valid token line (first problem: line {skipped[0][0]}: "
             f"{skipped[0][1]}); {_LAYOUT_HELP}."
         )
-    return _build_split(split, documents, scheme, skipped, str(path))
+    return _build_split(split, documents, scheme, skipped, str(path), marked)
 
 
 def read_split(
@@ -325,7 +332,7 @@ def load_tfds(split: str, data_dir: str | None = None, scheme: str = "auto") -> 
         if words:
             documents.append([(words, [names[i] for i in record["ner"]])])
     logging.info("TFDS conll2003 has no document boundaries: no document context for %s.", split)
-    return _build_split(split, documents, scheme, [], f"tfds:conll2003/{split}")
+    return _build_split(split, documents, scheme, [], f"tfds:conll2003/{split}", marked=False)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class MultipleChoice:
     dev_splits = ("dev",)
     main_metric = "dev/accuracy"
     predicted_by = None
+    bucket_by_length = True
 
     def __init__(self, config: mlc.ConfigDict):
         self.test_splits = ("test",) if config.predict_test else ()

@@ -39,6 +39,9 @@ class SpanExtraction:
     main_metric = "dev/f1"
     predicted_by = None
     token_outputs = ("start_logits", "end_logits")
+    # Windows are mostly full, and run_squad.py's n-best search ranks padding positions too (then
+    # drops them): cut-off padding would change which 20 candidates it keeps.
+    bucket_by_length = False
 
     def __init__(self, config: mlc.ConfigDict):
         if config.version not in squad.VERSIONS:

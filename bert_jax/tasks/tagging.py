@@ -48,6 +48,19 @@ MODES = ("finetune", "feature")
 DATA_SOURCES = ("conll", "tfds", "synthetic")
 
 
+def check_documents_marked(split: conll.ConllSplit) -> None:
+    """Refuses document context on a file that does not mark its documents: its sentences would
+    read as one document, each windowed with unrelated sentences around it."""
+    if not split.marked and any(len(d) > 1 for d in split.documents):
+        raise ValueError(
+            f"{split.source} has no {conll.DOCSTART} lines, so its {len(split)} sentences read as "
+            "one document, and document context would window each sentence with unrelated "
+            "ones around it (tweets, most user data). Run with --config.context=sentence to tag "
+            f"each sentence alone, or mark the documents with '{conll.DOCSTART} -X- -X- O' "
+            "lines (one at the top makes the whole file one document)."
+        )
+
+
 class Tagging:
     """Token tagging of ``config.data_source`` in ``config.mode`` as a fine-tuning family."""
 
@@ -69,6 +82,10 @@ class Tagging:
         self.config = config
         self.name = f"tagging/{config.data_source}/{config.mode}"
         self.frozen = ("bert",) if config.mode == "feature" else ()
+        # Document windows are all full but each document's last: buckets would add compiled
+        # shapes and save little. Sentences alone (and TFDS's, which has no documents) are
+        # short: padded to max_seq_length, a tweet computes 10x its tokens.
+        self.bucket_by_length = config.context == "sentence" or config.data_source == "tfds"
         self.labels: list[str] | None = None  # set by load(): O, then B-/I- of each type
 
     # --- Data.
@@ -104,6 +121,9 @@ class Tagging:
                     raise FileNotFoundError(f"{e} No test set: --config.predict_test=False.") from e
             splits = {s: conll.read_split(data_dir, s, scheme, config.tag_column) for s in wanted}
 
+        if config.context == "document":
+            for split in splits.values():
+                check_documents_marked(split)
         given = [t.strip() for t in config.entity_types.split(",") if t.strip()]
         types = given or conll.entity_types(splits["train"])
         for split in splits.values():
