@@ -201,8 +201,10 @@ def resolve_options(config: mlc.ConfigDict, family: Family) -> mlc.ConfigDict:
     """A copy of ``config`` with the options that follow from others (left None) set, once,
     after the overrides, each logged; ``config.json`` records the resolved values.
 
-    >>> resolve_options(ner_config.get_config("model=tiny"), family).bucket_by_length  # doctest: +SKIP
-    False
+    Example::
+
+        config = resolve_options(ner_config.get_config("model=tiny"), family)
+        config.bucket_by_length   # False: document windows are full
     """
     config = copy.deepcopy(config)
     if config.bucket_by_length is None:

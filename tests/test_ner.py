@@ -19,10 +19,10 @@ import transformers
 from seqeval.metrics import classification_report
 
 from bert_jax import interop, optim, pretrained, sweep
+from bert_jax.finetune import resolve_options
 from bert_jax.models.bert import BertModel, to_layer_layout
 from bert_jax.models.heads import FEATURE_LAYERS, BertFeatureTagger
 from bert_jax.tasks import conll
-from bert_jax.finetune import resolve_options
 from bert_jax.tasks.tagging import Tagging
 from bert_jax.tokenizers import SPECIAL_TOKENS, WordPiece
 from tests.test_interop import HF_CONFIGS, make_batch, randomise_, torch_inputs
