@@ -63,6 +63,7 @@ class SpanExtraction:
                     config.seed,
                     config.synthetic_train_examples,
                     config.synthetic_dev_examples,
+                    tuple(config.synthetic_sentences),
                 )
                 os.replace(data_dir + ".tmp", data_dir)
             multihost_utils.sync_global_devices("synthetic SQuAD written")

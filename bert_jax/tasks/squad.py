@@ -728,11 +728,13 @@ def write_synthetic_squad(
     seed: int = 0,
     num_train: int = 1024,
     num_dev: int = 256,
+    context_sentences: tuple[int, int] = (12, 18),
 ) -> pathlib.Path:
     """Writes ``train-v{version}.json`` and ``dev-v{version}.json`` into ``directory``.
 
-    Contexts are 12-18 sentences "the ADJ SUBJECT VERBs the ADJ OBJECT ." (about 150-250
-    SentencePiece tokens, so several windows at max_seq_length=128, doc_stride=48); every noun
+    Contexts are ``context_sentences`` (12-18 by default) sentences "the ADJ SUBJECT VERBs the ADJ OBJECT
+    ." (about 150-250 SentencePiece tokens, so several windows at max_seq_length=128,
+    doc_stride=48); every noun
     occurs once per context. A question "the SUBJECT that VERBs the OBJECT ." asks for the
     clause that states it, "SUBJECT VERBs the ADJ OBJECT" (the adjective is what the question
     does not tell). Each end of the answer is a word the question names: locating a word of the
@@ -762,7 +764,7 @@ def write_synthetic_squad(
         paragraphs: list[dict] = []
         n_questions = 0
         while n_questions < count:
-            n_sentences = rng.randint(12, 18)
+            n_sentences = rng.randint(*context_sentences)
             shuffled = rng.sample(nouns, 6 + 2 * n_sentences)
             # A few nouns are kept out of the context entirely, for unanswerable questions.
             absent, subjects, objects = (
