@@ -236,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table: list[list[str]] = []
     for name in order:
         run = stated.runs[name]
+        print(f"\n{name}: {run.command.format(runs=runs)}  (log: {runs / name}.log)", flush=True)
         seconds, reused = execute(run, runs, runs / f"{name}.log")
         rows, measured = check(run, runs / name, host, "reused" if reused else f"{seconds:.0f} s")
         print(format_table(HEADER, rows), flush=True)

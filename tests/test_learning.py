@@ -5,6 +5,9 @@ these guard the cheap part of them in CI, so a change that stops a family from l
 SQuAD v2.0 embedded run stayed on answering "" for every question) fails here.
 
 One module, so one pretraining serves every family (``--dist loadfile`` keeps it on one worker).
+SWAG (multiple choice) is not here: its endings are told apart by topic, which a short
+pretraining does not teach (48 steps from a 300- or 600-step pretraining stayed at chance, 0.27,
+2026-12-08); ``python -m benchmarks.reproduce --only=swag`` checks it.
 """
 
 import json
@@ -23,8 +26,8 @@ def _results(workdir: pathlib.Path) -> dict:
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> str:
-    """The embedded pretraining run, cut to 300 steps on 1,000 documents (held-out MLM accuracy
-    about 0.4, 0.7 in full)."""
+    """The embedded pretraining run cut to 300 of its 1,200 steps, on 1,000 of its 4,000
+    documents (held-out MLM accuracy about 0.4, 0.7 in full)."""
     workdir = tmp_path_factory.mktemp("learning") / "pretrain"
     run_main("configs/pretrain.py:model=tiny", workdir, "--config.total_steps=300",
              "--config.data.synthetic_documents=1000")  # fmt: skip
@@ -56,15 +59,6 @@ def test_ner_fine_tuning_beats_predicting_o(pretrained, tmp_path):
              f"--config.init_checkpoint={pretrained}", "--config.synthetic_train_documents=300",
              "--config.num_epochs=4", "--config.predict_test=False")  # fmt: skip
     assert _results(tmp_path)["best/f1"] > 10.0
-
-
-@pytest.mark.slow
-def test_swag_beats_chance(pretrained, tmp_path):
-    """Four endings, chance 0.25; the recipe (lr 1e-4, length 48), 768 examples once."""
-    run_main("configs/swag.py:model=tiny", tmp_path, f"--config.init_checkpoint={pretrained}",
-             "--config.synthetic_train_examples=768", "--config.num_epochs=1",
-             "--config.predict_test=False")  # fmt: skip
-    assert _results(tmp_path)["best/accuracy"] > 0.5
 
 
 @pytest.mark.slow

@@ -718,7 +718,8 @@ def score(
 
 # The v2.0 share of unanswerable questions. SQuAD 2.0 has a third; with a third, the embedded
 # tiny model stayed on the all-[CLS] plateau for all of its 500-1000 steps (learning rates 3e-4 to
-# 1e-3, measured 2026-12-03); with a fifth it leaves the plateau after about 300 steps.
+# 1e-3, measured 2026-12-03); with a fifth it leaves the plateau, at a step that varies with the
+# seed and the processor (configs/squad.py).
 SYNTHETIC_UNANSWERABLE = 0.2
 
 
@@ -732,9 +733,9 @@ def write_synthetic_squad(
 ) -> pathlib.Path:
     """Writes ``train-v{version}.json`` and ``dev-v{version}.json`` into ``directory``.
 
-    Contexts are ``context_sentences`` (12-18 by default) sentences "the ADJ SUBJECT VERBs the ADJ OBJECT
-    ." (about 150-250 SentencePiece tokens, so several windows at max_seq_length=128,
-    doc_stride=48); every noun
+    Contexts are ``context_sentences`` (12-18 by default) sentences "the ADJ SUBJECT VERBs the
+    ADJ OBJECT ." (12-18: about 150-250 SentencePiece tokens, so several windows at
+    max_seq_length=128, doc_stride=48); every noun
     occurs once per context. A question "the SUBJECT that VERBs the OBJECT ." asks for the
     clause that states it, "SUBJECT VERBs the ADJ OBJECT" (the adjective is what the question
     does not tell). Each end of the answer is a word the question names: locating a word of the
