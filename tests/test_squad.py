@@ -434,6 +434,17 @@ def test_synthetic_squad(tmp_path, version):
     assert squad.score(train, result.predictions)["exact"] == 100.0
 
 
+def test_synthetic_squad_context_sentences(tmp_path):
+    """Shorter contexts on request (the learning test's 2-4 sentences); a range the nouns cannot
+    fill is refused by name."""
+    squad.write_synthetic_squad(tmp_path, "2.0", num_train=40, num_dev=8, context_sentences=(2, 4))
+    train = squad.read_json(tmp_path, "2.0", "train")
+    assert {e.context.count(" . ") + 1 for e in train.examples} <= {2, 3, 4}
+    for bad in ((0, 3), (5, 4), (2, 40)):
+        with pytest.raises(ValueError, match=r"context_sentences=.*fewest <= most <= 33"):
+            squad.write_synthetic_squad(tmp_path / "bad", "2.0", context_sentences=bad)
+
+
 @pytest.mark.parametrize("version", squad.VERSIONS)
 def test_load_tfds_mock(version):
     with tfds.testing.mock_data(num_examples=6):

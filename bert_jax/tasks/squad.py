@@ -735,15 +735,15 @@ def write_synthetic_squad(
 
     Contexts are ``context_sentences`` (12-18 by default) sentences "the ADJ SUBJECT VERBs the
     ADJ OBJECT ." (12-18: about 150-250 SentencePiece tokens, so several windows at
-    max_seq_length=128, doc_stride=48); every noun
-    occurs once per context. A question "the SUBJECT that VERBs the OBJECT ." asks for the
-    clause that states it, "SUBJECT VERBs the ADJ OBJECT" (the adjective is what the question
-    does not tell). Each end of the answer is a word the question names: locating a word of the
-    question is what a 2-layer model learns in a few hundred steps, while spans a fixed distance
-    from such a word need a second hop that it learns far more slowly (measured while writing
-    this). In v2.0 a fifth (``SYNTHETIC_UNANSWERABLE``) name a subject and an object absent
-    from the context (unanswerable; the clause of their verb is the plausible answer). Dev
-    answers also list the clause with the subject's article and adjective. Only words of
+    max_seq_length=128, doc_stride=48); every noun occurs once per context. A question "the
+    SUBJECT that VERBs the OBJECT ." asks for the clause that states it, "SUBJECT VERBs the ADJ
+    OBJECT" (the adjective is what the question does not tell). Each end of the answer is a word
+    the question names: locating a word of the question is what a 2-layer model learns, at a
+    step that varies with the seed (about 430 to 1,300 at lr 3e-4; configs/squad.py), while
+    spans a fixed distance from such a word need a second hop that it learns far more slowly.
+    In v2.0 a fifth (``SYNTHETIC_UNANSWERABLE``) name a subject and an object absent from the
+    context (unanswerable; the clause of their verb is the plausible answer). Dev answers also
+    list the clause with the subject's article and adjective. Only words of
     :mod:`bert_jax.data.synthetic` are used, so its pretraining vocabulary covers them.
     Deterministic in ``seed``.
 
@@ -756,6 +756,12 @@ def write_synthetic_squad(
     from bert_jax.data.synthetic import _SHARED, _TOPICS, _pluralize
 
     nouns = sorted({n for ns, _ in _TOPICS.values() for n in ns.split()})
+    fewest, most = context_sentences
+    if not 1 <= fewest <= most <= (len(nouns) - 6) // 2:  # two nouns a sentence, six kept out
+        raise ValueError(
+            f"context_sentences={tuple(context_sentences)}: use 1 <= fewest <= most <= "
+            f"{(len(nouns) - 6) // 2} (each sentence uses two of the {len(nouns)} nouns)."
+        )
     verbs = sorted({v for _, vs in _TOPICS.values() for v in vs.split()})
     adjectives = _SHARED["adjective"]
     directory = pathlib.Path(directory)
